@@ -1,0 +1,152 @@
+# rill: one plain Makefile.
+#
+#   make                      librill.a, librill.so and rill.pc in build/
+#   make test                 the whole suite: plain, ASan+UBSan, valgrind, demos
+#   make demo                 run every demo with short delays
+#   make bench                micro-benchmarks (ratios against plain C)
+#   make install PREFIX=...   headers, libraries, pkg-config file
+#   make SANITIZER=address,undefined   an instrumented build (in build/san)
+#   make echo                 the effective flags
+#
+# Knobs: CC, OPTIMIZATION, PREFIX, SANITIZER, WERROR, CFLAGS, LDFLAGS.
+
+CC ?= cc
+OPTIMIZATION ?= -O2
+PREFIX ?= /usr/local
+SANITIZER ?=
+WERROR ?= -Werror
+VERSION = 0.1.0
+
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+       -Wwrite-strings $(WERROR)
+ifneq ($(wildcard /usr/include/valgrind/valgrind.h),)
+VALGRIND_DEF = -DRILL_VALGRIND
+endif
+ifneq ($(SANITIZER),)
+SAN_FLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+BUILD ?= build/san
+else
+BUILD ?= build
+endif
+
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) \
+               -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) $(CFLAGS)
+FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
+LIBS = -lev
+
+LIB_SRC = $(wildcard runtime/*.c)
+LIB_OBJ = $(LIB_SRC:runtime/%.c=$(BUILD)/obj/%.o)
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+DEMO_SRC = $(wildcard demos/*.c)
+DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%)
+BENCH_SRC = $(wildcard bench/*.c)
+BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
+DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
+            valgrind:valgrind
+DEPS_BUILD_STAMP = build/.deps-build
+DEPS_TEST_STAMP = build/.deps-test
+
+.PHONY: all lib test test-plain test-san test-valgrind test-demos valgrind demo \
+        bench install uninstall echo clean deps deps-test
+
+all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
+lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
+
+deps:
+	@scripts/deps.sh $(DEPS_BUILD)
+deps-test:
+	@scripts/deps.sh $(DEPS_TEST)
+
+$(BUILD)/obj/%.o: runtime/%.c runtime/internal.h include/rill.h
+	@mkdir -p $(@D)
+	$(CC) $(FINAL_CFLAGS) -c $< -o $@
+
+$(BUILD)/librill.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Only rill_* is exported: everything is hidden unless marked RILL_API.
+$(BUILD)/librill.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,librill.so.0 $(FINAL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/rill.pc: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
+	  'includedir=$${prefix}/include' '' 'Name: rill' \
+	  'Description: asyncio-style fibers, cancel scopes and async generators on libev' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev' \
+	  'Cflags: -I$${includedir}' > $@
+
+$(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a
+	@mkdir -p $(@D)
+	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes $< -o $@ $(FINAL_LDFLAGS) \
+	  $(BUILD)/librill.a $(LIBS) -lcriterion -lm
+
+$(BUILD)/demos/%: demos/%.c $(BUILD)/librill.a
+	@mkdir -p $(@D)
+	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/librill.a
+	@mkdir -p $(@D)
+	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
+
+# ---- tests -------------------------------------------------------------------
+# The suite runs three ways; scripts/run-tests.sh fails a mode if any sanitizer
+# or valgrind log reports an error or a leak (Criterion alone would not).
+test: deps-test
+	@$(MAKE) --no-print-directory test-plain test-demos test-san test-valgrind
+	@scripts/summary.sh build/results
+
+test-plain: $(TEST_BIN) lib
+	@scripts/run-tests.sh plain build/results $(TEST_BIN)
+
+test-san:
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined \
+	  $(addprefix build/san/tests/,$(notdir $(TEST_BIN))) build/san/tests/selfcheck
+	@scripts/run-tests.sh asan build/results $(addprefix build/san/tests/,$(notdir $(TEST_BIN)))
+
+test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
+	@scripts/run-tests.sh valgrind build/results $(TEST_BIN)
+
+test-demos: $(DEMO_BIN)
+	@scripts/run-demos.sh build/results $(DEMO_BIN)
+
+# A deliberately faulty test program: the harness must catch it.
+$(BUILD)/tests/selfcheck: tests/selfcheck.c
+	@mkdir -p $(@D)
+	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -O0 $< -o $@ $(FINAL_LDFLAGS) -lcriterion
+
+# ---- demos, benchmarks ----------------------------------------------------------
+demo: deps
+	@$(MAKE) --no-print-directory $(DEMO_BIN)
+	@scripts/run-demos.sh - $(DEMO_BIN)
+
+bench: deps $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do $$b; done
+
+# ---- install ------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/rill.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 $(BUILD)/librill.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/librill.so $(DESTDIR)$(PREFIX)/lib/librill.so.$(VERSION)
+	ln -sf librill.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/librill.so.0
+	ln -sf librill.so.0 $(DESTDIR)$(PREFIX)/lib/librill.so
+	install -m 644 $(BUILD)/rill.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/rill.h $(DESTDIR)$(PREFIX)/lib/librill.* \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/rill.pc
+
+echo:
+	@echo "CC=$(CC)"
+	@echo "CFLAGS=$(FINAL_CFLAGS)"
+	@echo "LDFLAGS=$(FINAL_LDFLAGS) $(LIBS)"
+	@echo "BUILD=$(BUILD)"
+
+clean:
+	rm -rf build
+FORCE:

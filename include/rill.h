@@ -1,0 +1,341 @@
+/*
+ * rill: asyncio's tasks, timeouts, cancellation and async generators for C.
+ *
+ * Fibers are stackful (one mmap'ed stack each, created with makecontext and
+ * switched with swapcontext) and run on a libev reactor, one runtime per OS
+ * thread.  Code inside a fiber calls blocking-looking primitives (rill_sleep,
+ * rill_wait_fd, rill_join, rill_group_wait, ...); each only suspends the
+ * calling fiber while the others run.
+ *
+ * Conventions, for every function below:
+ *   - A call that can fail returns int (or ssize_t): >= 0 on success, a
+ *     negative errno on failure.  rill_strerror() names it.
+ *   - A call that creates an object returns a pointer, or NULL with errno set.
+ *   - Every blocking call is a cancellation point: it returns -ECANCELED
+ *     straight away while the caller is cancelled (see "Cancel scopes"), and a
+ *     cancelled call has no effect.  Called outside a fiber it returns -EPERM.
+ *   - Misuse (NULL, joining twice, exiting scopes out of order) returns
+ *     -EINVAL or another error; it never crashes or corrupts the runtime.
+ *     Functions that return void ignore misuse and set errno to EINVAL.
+ *   - Nothing here is thread-safe: a runtime and everything it owns belongs to
+ *     the thread that runs it.
+ *
+ * GNU C extensions: none are needed to use this header.  Internally the
+ * library uses C11 plus POSIX (ucontext, mmap, sigaltstack).
+ */
+#ifndef RILL_H
+#define RILL_H
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RILL_API __attribute__((visibility("default")))
+#else
+#define RILL_API
+#endif
+
+struct ev_loop;
+
+typedef struct rill_task rill_task;
+typedef struct rill_scope rill_scope;
+typedef struct rill_group rill_group;
+
+/* A task body (and every callback run in a fiber): 0 on success, a negative
+ * errno on failure.  Results travel through arg, the C way. */
+typedef int rill_fn(void *arg);
+
+/* No deadline: RILL_FOREVER as a timeout or deadline means "never". */
+#define RILL_FOREVER INFINITY
+
+/* rill_wait_fd() interest and result bits. */
+#define RILL_READ  1
+#define RILL_WRITE 2
+
+/* rill_gather() flag: run every task to its end and report each status
+ * (asyncio.gather(..., return_exceptions=True)). */
+#define RILL_RETURN_ERRORS 1
+
+/* Options for rill_spawn_opts() and friends.  Zeroes mean defaults. */
+typedef struct rill_opts {
+    const char *name;  /* copied (up to 31 bytes); default "task-N" */
+    size_t stack_size; /* bytes, rounded up to whole pages, at least 16 KiB;
+                          default RILL_STACK_SIZE from the environment, else
+                          64 KiB (256 KiB in AddressSanitizer builds) */
+} rill_opts;
+
+/* ---------------------------------------------------------------------------
+ * Private layouts.  The structs below are caller-allocated (on the stack or
+ * inside your own structs) so that entering a scope or running a group costs
+ * no allocation.  Their fields are not part of the API: use the functions.
+ * They hold pointers to themselves once initialised: do not copy or move one
+ * while it is in use.
+ * ------------------------------------------------------------------------- */
+typedef struct rill__list {
+    struct rill__list *next, *prev;
+} rill__list;
+
+typedef struct rill__timer {
+    double at;                 /* absolute rill_now() time */
+    uint64_t seq;              /* ties on `at` fire in arming order */
+    size_t slot;               /* index in the runtime's heap; 0 = not armed */
+    void (*fire)(struct rill__timer *);
+} rill__timer;
+
+struct rill__fiber;
+
+struct rill_scope {
+    struct rill_scope *parent;   /* next scope out, NULL past the outermost */
+    struct rill__fiber *fiber;   /* the fiber that entered it */
+    rill__timer timer;           /* armed while the deadline is finite */
+    double deadline;
+    uint32_t magic;              /* open / exited, to catch misuse */
+    uint8_t cancel_called;       /* rill_scope_cancel() was called */
+    uint8_t deadline_fired;      /* the deadline passed while open */
+    uint8_t shield;
+};
+
+#define RILL__GROUP_KEEP 8       /* failures kept inline by a group */
+
+typedef struct rill_failure {
+    int index;                   /* spawn order, from 0 */
+    int status;                  /* what the child returned */
+} rill_failure;
+
+struct rill_group {
+    rill__list children;         /* live children (rill_task.group_node) */
+    rill__list waiters;          /* the fiber in rill_group_wait, if any */
+    uint32_t magic;
+    int flags;                   /* RILL_RETURN_ERRORS: no fail-fast */
+    int spawned, live;
+    int nfailures, first_status;
+    bool cancelled, waited;
+    int *statuses;               /* rill_gather's, or NULL */
+    rill_failure failures[RILL__GROUP_KEEP];
+};
+
+/* ===========================================================================
+ * Errors
+ * ======================================================================== */
+
+/* Describe an error code of either sign ("-ECANCELED" and "ECANCELED" give the
+ * same text).  Returns a static string; never NULL.  Does not block. */
+RILL_API const char *rill_strerror(int err);
+
+/* ===========================================================================
+ * Runtime
+ *
+ * rill_run() is asyncio.run(): it creates this thread's runtime and libev loop,
+ * runs main in a fiber, and when main returns cancels every task still running
+ * and waits for them.  Ready fibers hand over to each other directly; the
+ * reactor is entered only when none is ready (and briefly every 64 hand-offs,
+ * so that timers and I/O are never starved by fibers that keep yielding).
+ *
+ * If every fiber is blocked and nothing can wake one (no timer, no fd watcher,
+ * no other active libev watcher), rill_run prints the blocked fibers as
+ * rill_dump() does, makes every blocked call return -EDEADLK (and every later
+ * blocking call too, shielded or not, so that the program unwinds), and
+ * finally returns -EDEADLK.
+ * ======================================================================== */
+
+/* Run main(arg) in a fiber on a new runtime for this thread, then cancel and
+ * wait for the tasks left.  Returns main's status, or -EDEADLK (see above),
+ * -EBUSY if this thread already runs a runtime, -EINVAL if main is NULL,
+ * -ENOMEM. */
+RILL_API int rill_run(rill_fn *main, void *arg);
+
+/* Embed rill into a program that runs its own libev loop: fibers then run
+ * from prepare/check watchers of that loop whenever it iterates.  Spawn
+ * tasks with rill_spawn() afterwards.  Returns 0, -EBUSY if this thread
+ * already has a runtime, -EINVAL if loop is NULL, -ENOMEM. */
+RILL_API int rill_attach(struct ev_loop *loop);
+
+/* End an embedding made with rill_attach(): cancel every fiber, iterate the
+ * loop until they have all ended, remove rill's watchers and free the
+ * runtime.  Returns 0, -EDEADLK if fibers were left that nothing could wake,
+ * -EINVAL if there is no attached runtime, -EPERM if called from a fiber. */
+RILL_API int rill_detach_loop(void);
+
+/* This thread's libev loop, to add watchers of your own; NULL outside a
+ * runtime.  An active watcher of yours counts as a possible wake-up for the
+ * deadlock check. */
+RILL_API struct ev_loop *rill_loop(void);
+
+/* Seconds on the monotonic clock, read now (asyncio's loop.time()).  Every
+ * absolute deadline in rill is in this time.  Works outside a runtime too.
+ * Note: unlike libev's ev_now(), this is neither cached nor wall-clock time,
+ * so a deadline computed from it is never early and never jumps. */
+RILL_API double rill_now(void);
+
+/* Print every fiber of this thread's runtime to out (stderr if NULL): name,
+ * state, what it waits on, and its scopes (deadline, cancelled, shielded). */
+RILL_API void rill_dump(FILE *out);
+
+/* ===========================================================================
+ * Tasks
+ * ======================================================================== */
+
+/* Start fn(arg) as a new task (asyncio.create_task).  O(1): the task is queued
+ * and first runs when the spawner blocks or yields.  The task must be joined
+ * or detached; one still running when rill_run's main returns is cancelled.
+ * Returns NULL with errno EPERM outside a runtime, EINVAL if fn is NULL,
+ * ENOMEM if no stack can be had. */
+RILL_API rill_task *rill_spawn(rill_fn *fn, void *arg);
+
+/* rill_spawn() with options (name, stack size); o may be NULL. */
+RILL_API rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o);
+
+/* Wait for t to end, free it, and return its status.  Blocks until t ends.
+ * If the caller is cancelled first: -ECANCELED, and t keeps running (join it
+ * again, or cancel it).  -EINVAL if t is NULL, detached, a group's child, or
+ * already being joined by another fiber; -EDEADLK if t is the caller;
+ * -EPERM outside a fiber.  Joining a task that was already joined (and so
+ * freed) is undefined, as with pthread_join. */
+RILL_API int rill_join(rill_task *t);
+
+/* Cancel t's root scope: t's current or next blocking call returns -ECANCELED
+ * (level-triggered, see "Cancel scopes").  A task cancelled before it first
+ * runs still starts.  Returns 1 if t was still running, 0 if it had already
+ * ended (no effect; like asyncio's Task.cancel() returning False), -EINVAL if
+ * t is NULL.  Does not block. */
+RILL_API int rill_cancel(rill_task *t);
+
+/* Nobody will join t: it is freed when it ends (at once if it has ended).
+ * No effect (errno EINVAL) on NULL, a group's child, or a task being joined. */
+RILL_API void rill_detach(rill_task *t);
+
+/* Let every other ready fiber run, then continue (asyncio.sleep(0)).
+ * Returns 0, -ECANCELED, -EPERM outside a fiber. */
+RILL_API int rill_yield_now(void);
+
+/* Suspend the caller for `seconds` (<= 0 behaves as rill_yield_now();
+ * RILL_FOREVER until cancelled).  Returns 0, -ECANCELED, -EINVAL for NaN,
+ * -EPERM outside a fiber. */
+RILL_API int rill_sleep(double seconds);
+
+/* Suspend the caller until rill_now() >= deadline.  Returns as rill_sleep. */
+RILL_API int rill_sleep_until(double deadline);
+
+/* Wait until fd is ready for `events` (RILL_READ and/or RILL_WRITE).  Returns
+ * the ready subset (> 0), -ECANCELED, -EBADF if fd is negative or not open,
+ * -EINVAL if events has no known bit, -EPERM outside a fiber. */
+RILL_API int rill_wait_fd(int fd, int events);
+
+/* The task's name ("main" for rill_run's main, "task-N" by default); "?" for
+ * NULL.  The string lives as long as the task. */
+RILL_API const char *rill_task_name(const rill_task *t);
+
+/* The task running now (the fiber's task), or NULL outside a task. */
+RILL_API rill_task *rill_current(void);
+
+/* ===========================================================================
+ * Cancel scopes (Trio's model; asyncio.timeout is a scope with a deadline)
+ *
+ * A scope is entered and exited by the same fiber, strictly LIFO.  A task's
+ * body runs inside its root scope, which rill_cancel() cancels.
+ *
+ * Level-triggered: while any scope between the innermost and the nearest
+ * shielded one (inclusive) is cancelled, every blocking call returns
+ * -ECANCELED at once, again and again, until the code leaves that scope.
+ * A shielded scope hides the cancellation of the scopes outside it; its own
+ * deadline and rill_scope_cancel() still apply.  A deadline already in the
+ * past cancels at the next blocking call.  A cancelled call has no effect,
+ * except when a wake-up (data, hand-off, a task ending) was already
+ * delivered to it: then it completes, and the cancellation is seen at the
+ * next blocking call.
+ * ======================================================================== */
+
+/* Enter s with a deadline `timeout` seconds from now (RILL_FOREVER: none;
+ * <= 0: already expired).  Does not block.  Outside a fiber, or with s NULL,
+ * no effect (errno EPERM / EINVAL). */
+RILL_API void rill_scope_enter(rill_scope *s, double timeout);
+
+/* Enter s with an absolute deadline in rill_now() time (asyncio.timeout_at). */
+RILL_API void rill_scope_enter_at(rill_scope *s, double deadline);
+
+/* Move s's deadline (absolute; RILL_FOREVER removes it), as asyncio's
+ * Timeout.reschedule().  A deadline that already fired stays fired.  No
+ * effect (errno EINVAL) if s is not open. */
+RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
+
+/* Shield s (on) from the cancellation of outer scopes, or stop shielding it.
+ * No effect (errno EINVAL) if s is not open. */
+RILL_API void rill_scope_shield(rill_scope *s, bool on);
+
+/* Cancel s: blocking calls inside it return -ECANCELED until it is exited.
+ * May be called from any fiber of the runtime.  No effect (errno EINVAL) if s
+ * is not open. */
+RILL_API void rill_scope_cancel(rill_scope *s);
+
+/* Leave s, which must be the caller's innermost scope.  Returns 0,
+ * -ECANCELED if rill_scope_cancel() was called on s (even if its deadline
+ * fired too), -ETIMEDOUT if its own deadline fired, -EINVAL if s is not the
+ * innermost open scope of the caller (then nothing changes).  Reports only
+ * what happened to s: an outer cancellation stays pending.  Does not block. */
+RILL_API int rill_scope_exit(rill_scope *s);
+
+/* Would the caller's next blocking call return -ECANCELED?  false outside a
+ * fiber.  Does not block. */
+RILL_API bool rill_cancelled(void);
+
+/* ===========================================================================
+ * Task groups (asyncio.TaskGroup / Trio nursery) and gather
+ *
+ * When a child fails (returns < 0, other than -ECANCELED after being
+ * cancelled), the group cancels every other child; rill_group_wait returns
+ * only once every child has ended, so children never outlive the wait.
+ * A child that returns -ECANCELED because it was cancelled (by the group, or
+ * by rill_cancel) is not a failure.  Spawning into a group that is already
+ * cancelling works (as in Trio): the child starts cancelled.
+ * ======================================================================== */
+
+/* Prepare g for use.  Does not block; cannot fail (g NULL: no effect). */
+RILL_API void rill_group_init(rill_group *g);
+
+/* Start fn(arg) as a child of g.  Returns 0, -EINVAL if g or fn is NULL or g
+ * was already waited for, -EPERM outside a runtime, -ENOMEM. */
+RILL_API int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg);
+
+/* rill_group_spawn() with options (name, stack size); o may be NULL. */
+RILL_API int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg,
+                                   const rill_opts *o);
+
+/* Wait for every child of g.  Returns 0 if none failed, else the first
+ * failure's status.  If the caller is cancelled meanwhile, the group cancels
+ * its children, still waits for them all, and returns -ECANCELED.  -EINVAL if
+ * g is NULL or was already waited for; -EPERM outside a fiber.  After it
+ * returns, g holds no resources. */
+RILL_API int rill_group_wait(rill_group *g);
+
+/* Cancel every child of g (running or spawned later).  Does not block. */
+RILL_API void rill_group_cancel(rill_group *g);
+
+/* How many children failed (exact), filling out[0..max) with the first ones
+ * in the order they failed, at most 8 (kept inline by the group, like an
+ * ExceptionGroup's list).  Readable after rill_group_wait.  -EINVAL if g is
+ * NULL or max < 0 (out may be NULL when max is 0). */
+RILL_API int rill_group_errors(const rill_group *g, rill_failure *out, int max);
+
+/* Run fns[i](args[i]) for i < n concurrently and wait for all (asyncio.gather).
+ * Default: fail fast like a group, returning the first failure's status.
+ * With RILL_RETURN_ERRORS every task runs to its end and the call returns 0.
+ * Either way statuses[i] (if statuses is not NULL) receives each task's
+ * status (-ECANCELED for one cancelled).  Returns -ECANCELED if the caller
+ * was cancelled (the tasks are cancelled and waited for), -EINVAL on bad
+ * arguments (n < 0, fns NULL with n > 0, a NULL fns[i], unknown flags),
+ * -EPERM outside a fiber, -ENOMEM.  args may be NULL (every arg NULL). */
+RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
+                         int statuses[], int flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_H */

@@ -1,0 +1,367 @@
+/*
+ * Fiber stacks and the context switch.
+ *
+ * A stack is an mmap'ed region with a PROT_NONE guard page below it and a
+ * canary word at its lowest usable address.  The guard page turns an
+ * overflow into SIGSEGV, which a handler on an alternate signal stack
+ * reports by name; the canary, checked at every switch-out, catches what the
+ * guard cannot (frames that jump over it, or stacks without one).
+ *
+ * Each guarded stack costs two kernel mappings, and Linux allows about 65530
+ * per process.  When mmap or mprotect fails, we fall back to unguarded stacks
+ * carved from slabs (one mapping for many stacks) and say so once.
+ *
+ * Released stacks of the default size are kept in a per-thread pool, so that
+ * spawning is a pop from a list.
+ */
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define RILL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RILL_ASAN 1
+#endif
+#endif
+
+#ifdef RILL_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+#ifdef RILL_VALGRIND
+#include <valgrind/valgrind.h>
+#else
+#define VALGRIND_STACK_REGISTER(lo, hi) 0u
+#define VALGRIND_STACK_DEREGISTER(id) ((void)(id))
+#endif
+
+#define CANARY 0x72696c6c5eedf00dULL
+#define MIN_STACK (16u * 1024u)
+#define POOL_MAX 256u       /* free default-size stacks kept per thread */
+#define SLAB_STACKS 64u     /* stacks per fallback slab */
+
+typedef struct slab {
+    struct slab *next;
+    size_t len;
+} slab;
+
+/* One pool per thread: a runtime belongs to one thread. */
+static _Thread_local struct {
+    rill__stack *free;      /* default-size stacks ready for reuse */
+    size_t nfree;
+    rill__stack *slab_free; /* unguarded slab stacks ready for reuse */
+    slab *slabs;
+    size_t slab_stack_size;
+} pool;
+
+static size_t page_size(void) {
+    static size_t cached;
+    if (!cached) cached = (size_t)sysconf(_SC_PAGESIZE);
+    return cached;
+}
+
+static size_t round_pages(size_t n) {
+    size_t p = page_size();
+    return (n + p - 1) / p * p;
+}
+
+static size_t env_size(const char *name, size_t dflt) {
+    const char *s = getenv(name);
+    if (!s || !*s) return dflt;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end == 'k' || *end == 'K') v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M') v *= 1024 * 1024, end++;
+    if (*end || v == 0) return dflt;
+    return (size_t)v;
+}
+
+size_t rill__default_stack_size(void) {
+    static size_t cached;
+    if (!cached) {
+#ifdef RILL_ASAN
+        size_t dflt = 256u * 1024u; /* instrumented frames are much larger */
+#else
+        size_t dflt = 64u * 1024u;
+#endif
+        size_t n = env_size("RILL_STACK_SIZE", dflt);
+        cached = round_pages(n < MIN_STACK ? MIN_STACK : n);
+    }
+    return cached;
+}
+
+/* RILL_GUARD_PAGES=0 turns guard pages off: every stack is a slab stack. */
+static bool guard_pages_wanted(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *s = getenv("RILL_GUARD_PAGES");
+        cached = !(s && strcmp(s, "0") == 0);
+    }
+    return cached;
+}
+
+static bool guards_exhausted;
+
+/* The descriptor lives at the top of the stack's own memory. */
+static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
+    rill__stack *st = (rill__stack *)(void *)(base + len - sizeof(rill__stack));
+    st->lo = base;
+    st->hi = (char *)((uintptr_t)st & ~(uintptr_t)15);
+    st->map = map;
+    st->map_len = map_len;
+    st->size = len;
+    st->guarded = map != NULL;
+    st->next_free = NULL;
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->hi);
+    return st;
+}
+
+static rill__stack *map_guarded(size_t size) {
+    size_t len = size + page_size();
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    if (mprotect(map, page_size(), PROT_NONE) != 0) {
+        munmap(map, len);
+        return NULL;
+    }
+    return carve(map + page_size(), size, map, len);
+}
+
+static rill__stack *from_slab(size_t size) {
+    if (pool.slab_free && pool.slab_stack_size == size) {
+        rill__stack *st = pool.slab_free;
+        pool.slab_free = st->next_free;
+        return st;
+    }
+    if (pool.slabs && pool.slab_stack_size != size) return NULL;
+    size_t len = page_size() + SLAB_STACKS * size;
+    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    slab *sl = (slab *)(void *)map;
+    sl->len = len;
+    sl->next = pool.slabs;
+    pool.slabs = sl;
+    pool.slab_stack_size = size;
+    /* Keep all but the first slot on the free list. */
+    for (unsigned i = SLAB_STACKS - 1; i > 0; i--) {
+        rill__stack *st = carve(map + page_size() + i * size, size, NULL, 0);
+        st->next_free = pool.slab_free;
+        pool.slab_free = st;
+    }
+    return carve(map + page_size(), size, NULL, 0);
+}
+
+static rill__stack *stack_get(size_t size) {
+    rill__stack *st = NULL;
+    if (size == rill__default_stack_size() && pool.free) {
+        st = pool.free;
+        pool.free = st->next_free;
+        pool.nfree--;
+    } else if (guard_pages_wanted() && !guards_exhausted) {
+        st = map_guarded(size);
+        if (!st && errno == ENOMEM) {
+            guards_exhausted = true;
+            fprintf(stderr, "rill: out of memory mappings (vm.max_map_count); "
+                            "new fiber stacks are unguarded, checked by canary\n");
+        }
+    }
+    if (!st && (!guard_pages_wanted() || guards_exhausted))
+        st = from_slab(size);
+    if (!st) {
+        errno = ENOMEM;
+        return NULL;
+    }
+#ifdef RILL_ASAN
+    /* A dead fiber's frames may have left poisoned redzones behind. */
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)(st->hi - st->lo));
+#endif
+    *(uint64_t *)(void *)st->lo = CANARY;
+    return st;
+}
+
+static void stack_put(rill__stack *st) {
+    if (!st->guarded) {
+        st->next_free = pool.slab_free;
+        pool.slab_free = st;
+        return;
+    }
+    if (st->size == rill__default_stack_size() && pool.nfree < POOL_MAX) {
+        st->next_free = pool.free;
+        pool.free = st;
+        pool.nfree++;
+        return;
+    }
+    VALGRIND_STACK_DEREGISTER(st->vg_id);
+    munmap(st->map, st->map_len);
+}
+
+void rill__stacks_free(void) {
+    while (pool.free) {
+        rill__stack *st = pool.free;
+        pool.free = st->next_free;
+        VALGRIND_STACK_DEREGISTER(st->vg_id);
+        munmap(st->map, st->map_len);
+    }
+    pool.nfree = 0;
+    /* Slab stacks are all free by now; drop their registrations, then the
+     * slabs themselves. */
+    while (pool.slab_free) {
+        rill__stack *st = pool.slab_free;
+        pool.slab_free = st->next_free;
+        VALGRIND_STACK_DEREGISTER(st->vg_id);
+    }
+    while (pool.slabs) {
+        slab *sl = pool.slabs;
+        pool.slabs = sl->next;
+        munmap(sl, sl->len);
+    }
+}
+
+/* ---- overflow reporting -------------------------------------------------- */
+
+static void write_str(const char *s) {
+    ssize_t r = write(STDERR_FILENO, s, strlen(s));
+    (void)r;
+}
+
+static void write_num(size_t n) {
+    char buf[24];
+    char *p = buf + sizeof buf;
+    *--p = 0;
+    do *--p = (char)('0' + n % 10); while ((n /= 10) && p > buf);
+    write_str(p);
+}
+
+_Noreturn static void overflowed(const rill__fiber *f) {
+    write_str("rill: fiber '");
+    write_str(f->name ? f->name : "?");
+    write_str("' overflowed its ");
+    write_num(f->stack->size / 1024);
+    write_str(" KiB stack\n");
+    abort();
+}
+
+static struct sigaction old_segv;
+static bool segv_installed;
+
+static void on_segv(int sig, siginfo_t *si, void *uctx) {
+    rill__rt *rt = rill__self;
+    rill__fiber *f = rt ? rt->current : NULL;
+    if (f && f->stack && f->stack->guarded) {
+        char *a = si->si_addr;
+        if (a >= f->stack->map && a < f->stack->lo + 64) overflowed(f);
+    }
+    /* Not ours: restore the previous handler and let the fault recur. */
+    (void)sig;
+    (void)uctx;
+    sigaction(SIGSEGV, &old_segv, NULL);
+}
+
+int rill__signals_begin(rill__rt *rt) {
+    size_t sz = 64u * 1024u;
+    rt->altstack = malloc(sz);
+    if (!rt->altstack) return -ENOMEM;
+    stack_t ss = {.ss_sp = rt->altstack, .ss_size = sz, .ss_flags = 0};
+    if (sigaltstack(&ss, &rt->old_altstack) != 0) {
+        free(rt->altstack);
+        rt->altstack = NULL;
+        return -errno;
+    }
+    /* The handler is process-wide; installed once, it stays. */
+    if (!__atomic_exchange_n(&segv_installed, true, __ATOMIC_SEQ_CST)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &old_segv);
+    }
+    return 0;
+}
+
+void rill__signals_end(rill__rt *rt) {
+    if (!rt->altstack) return;
+    stack_t cur;
+    sigaltstack(&rt->old_altstack, &cur);
+    free(rt->altstack);
+    rt->altstack = NULL;
+}
+
+/* ---- contexts ---------------------------------------------------------- */
+
+static void after_switch(rill__rt *rt);
+
+static void trampoline(void) {
+    rill__rt *rt = rill__self;
+#ifdef RILL_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &rt->switch_from->asan_bottom,
+                                    &rt->switch_from->asan_size);
+#endif
+    after_switch(rt);
+    rill__fiber *f = rt->current;
+    f->entry(f);
+    RILL_ASSERT(0, "a fiber's entry returned instead of ending the fiber");
+}
+
+int rill__fiber_init(rill__fiber *f, size_t size) {
+    if (size == 0) size = rill__default_stack_size();
+    size = round_pages(size < MIN_STACK ? MIN_STACK : size);
+    /* volatile: getcontext "returns twice" as far as the compiler knows. */
+    rill__stack *volatile st = stack_get(size);
+    if (!st) return -ENOMEM;
+    if (getcontext(&f->ctx) != 0) {
+        stack_put(st);
+        return -errno;
+    }
+    f->stack = st;
+    f->ctx.uc_stack.ss_sp = st->lo;
+    f->ctx.uc_stack.ss_size = (size_t)(st->hi - st->lo);
+    f->ctx.uc_link = NULL;
+    makecontext(&f->ctx, trampoline, 0);
+    f->asan_fake = NULL;
+    f->asan_bottom = st->lo;
+    f->asan_size = (size_t)(st->hi - st->lo);
+    return 0;
+}
+
+void rill__fiber_release(rill__fiber *f) {
+    if (!f->stack) return;
+    stack_put(f->stack);
+    f->stack = NULL;
+}
+
+static void after_switch(rill__rt *rt) {
+    rill__fiber *dead = rt->dead;
+    if (dead) {
+        rt->dead = NULL;
+        rill__fiber_release(dead);
+        rill__fiber_reaped(dead);
+    }
+}
+
+void rill__switch(rill__fiber *from, rill__fiber *to) {
+    rill__rt *rt = rill__self;
+    if (from->stack && *(const uint64_t *)(const void *)from->stack->lo != CANARY)
+        overflowed(from);
+    if (from->state == RILL__DONE) rt->dead = from;
+    rt->current = to;
+    rt->switch_from = from;
+#ifdef RILL_ASAN
+    __sanitizer_start_switch_fiber(from->state == RILL__DONE ? NULL : &from->asan_fake,
+                                   to->asan_bottom, to->asan_size);
+#endif
+    swapcontext(&from->ctx, &to->ctx);
+#ifdef RILL_ASAN
+    __sanitizer_finish_switch_fiber(from->asan_fake, &rt->switch_from->asan_bottom,
+                                    &rt->switch_from->asan_size);
+#endif
+    after_switch(rt);
+}

@@ -1,0 +1,143 @@
+/*
+ * Task groups (nurseries) and gather, on top of tasks and the wait lists.
+ * A group's children are tasks that it owns: nobody joins them; each is
+ * freed as it ends, after the group has recorded its status.
+ */
+#include "internal.h"
+
+#define GROUP_MAGIC 0x67726f75u
+
+static bool valid(const rill_group *g) { return g && g->magic == GROUP_MAGIC; }
+
+void rill_group_init(rill_group *g) {
+    if (!g) {
+        errno = EINVAL;
+        return;
+    }
+    rill__list_init(&g->children);
+    rill__list_init(&g->waiters);
+    g->magic = GROUP_MAGIC;
+    g->flags = 0;
+    g->spawned = g->live = 0;
+    g->nfailures = g->first_status = 0;
+    g->cancelled = g->waited = false;
+    g->statuses = NULL;
+}
+
+static void cancel_children(rill_group *g) {
+    g->cancelled = true;
+    for (rill__list *n = g->children.next; n != &g->children; n = n->next)
+        rill_cancel(rill__container_of(n, rill_task, link));
+}
+
+void rill_group_cancel(rill_group *g) {
+    if (!valid(g) || g->waited) {
+        errno = EINVAL;
+        return;
+    }
+    cancel_children(g);
+}
+
+int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts *o) {
+    if (!valid(g) || !fn || g->waited) return -EINVAL;
+    rill_task *t = rill__task_new(fn, arg, o);
+    if (!t) return -errno;
+    t->group = g;
+    t->index = g->spawned++;
+    rill__list_push(&g->children, &t->link);
+    g->live++;
+    /* Trio's rule: a child spawned into a cancelled group starts cancelled. */
+    if (g->cancelled) rill_cancel(t);
+    return 0;
+}
+
+int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg) {
+    return rill_group_spawn_opts(g, fn, arg, NULL);
+}
+
+void rill__group_child_ended(rill_task *t) {
+    rill_group *g = t->group;
+    rill__list_remove(&t->link);
+    g->live--;
+    int st = t->status;
+    if (g->statuses) g->statuses[t->index] = st;
+    /* Ending by a cancellation that was asked for is not a failure. */
+    bool was_cancelled = st == -ECANCELED && rill__scope_is_cancelled(&t->root);
+    if (st < 0 && !was_cancelled) {
+        if (g->nfailures < RILL__GROUP_KEEP)
+            g->failures[g->nfailures] = (rill_failure){.index = t->index, .status = st};
+        if (g->nfailures == 0) g->first_status = st;
+        g->nfailures++;
+        if (!(g->flags & RILL_RETURN_ERRORS)) cancel_children(g);
+    }
+    if (g->live == 0) rill__waitq_wake_all(&g->waiters, 0);
+}
+
+/* Wait for every child; *interrupted tells whether the caller was cancelled
+ * (or deadlocked) on the way, in which case the children were cancelled and
+ * waited for regardless.  Returns 0, or the error that interrupted. */
+static int wait_children(rill_group *g) {
+    rill__waiter w;
+    int rc = g->live ? rill__waitq_wait(&g->waiters, &w, "group", NULL)
+                     : rill__checkpoint();
+    if (rc == 0 || rc == -EPERM) return rc;
+    cancel_children(g);
+    /* Children never outlive their group: wait on, deaf to cancellation. */
+    while (g->live) {
+        w.unhook = rill__waiter_unlink;
+        w.what = "group (cancelling)";
+        w.on = NULL;
+        w.uncancellable = true;
+        rill__list_push(&g->waiters, &w.node);
+        if (rill__suspend(&w) == -EDEADLK) rc = -EDEADLK;
+    }
+    return rc;
+}
+
+int rill_group_wait(rill_group *g) {
+    if (!valid(g) || g->waited || !rill__list_empty(&g->waiters)) return -EINVAL;
+    int rc = wait_children(g);
+    if (rc == -EPERM) return rc;
+    g->waited = true;
+    if (rc) return rc;
+    return g->nfailures ? g->first_status : 0;
+}
+
+int rill_group_errors(const rill_group *g, rill_failure *out, int max) {
+    if (!valid(g) || max < 0 || (max > 0 && !out)) return -EINVAL;
+    int n = g->nfailures < RILL__GROUP_KEEP ? g->nfailures : RILL__GROUP_KEEP;
+    for (int i = 0; i < n && i < max; i++) out[i] = g->failures[i];
+    return g->nfailures;
+}
+
+int rill_gather(int n, rill_fn *const fns[], void *const args[], int statuses[],
+                int flags) {
+    if (n < 0 || (n > 0 && !fns) || (flags & ~RILL_RETURN_ERRORS)) return -EINVAL;
+    for (int i = 0; i < n; i++)
+        if (!fns[i]) return -EINVAL;
+    int rc = rill__checkpoint();
+    if (rc < 0) {
+        for (int i = 0; statuses && i < n; i++) statuses[i] = rc;
+        return rc;
+    }
+    rill_group g;
+    rill_group_init(&g);
+    g.flags = flags;
+    g.statuses = statuses;
+    for (int i = 0; i < n; i++) {
+        if (statuses) statuses[i] = 0;
+        if ((rc = rill_group_spawn(&g, fns[i], args ? args[i] : NULL)) < 0) break;
+    }
+    if (rc < 0) {
+        int spawned = g.spawned;
+        cancel_children(&g);
+        wait_children(&g);
+        if (statuses)
+            for (int i = spawned; i < n; i++) statuses[i] = rc;
+        return rc;
+    }
+    rc = wait_children(&g);
+    if (rc) return rc;
+    if (flags & RILL_RETURN_ERRORS) return 0;
+    return g.nfailures ? g.first_status : 0;
+}

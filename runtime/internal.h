@@ -1,0 +1,268 @@
+/*
+ * rill internals: the scheduler's rules, and the structs behind them.
+ *
+ * Who switches to whom
+ * --------------------
+ * Each OS thread has at most one runtime (rill__rt).  Its `host` is the
+ * thread's own stack: the code that called rill_run(), or the libev callback
+ * of an attached loop.  Only two kinds of switch exist:
+ *   - a fiber that gives up the CPU (blocks, yields, or ends) switches
+ *     directly to the next fiber of the run queue, or to the host when the
+ *     queue is empty or the hand-off budget is spent (rill__reschedule);
+ *   - the host switches to the head of the run queue (rill__run_ready).
+ * The host alone enters libev (ev_run); libev callbacks never switch, they
+ * only make fibers ready.  So every fiber stack is suspended at exactly one
+ * point: inside rill__switch().
+ *
+ * Fiber states and the lists a fiber is on
+ * ----------------------------------------
+ *   READY    on rt->runq (via fiber.node); fiber.wait == NULL
+ *   RUNNING  on no queue; rt->current == fiber
+ *   BLOCKED  fiber.wait points to its rill__waiter, which is on exactly the
+ *            wait list (or timer, or fd watcher) that will wake it
+ *   DONE     on no queue; its stack is released by the next fiber to run
+ * Every fiber that has not ended is also on rt->all (fiber.all_node).
+ * Allowed transitions: READY->RUNNING (switched to), RUNNING->READY (yield),
+ * RUNNING->BLOCKED (rill__suspend), BLOCKED->READY (rill__wake: by the waker,
+ * or by rill__interrupt on cancellation), RUNNING->DONE.  Anything else is a
+ * broken invariant and aborts with a message (RILL_ASSERT).
+ *
+ * One wait mechanism
+ * ------------------
+ * Every blocking primitive is: rill__checkpoint() (the one cancellation
+ * check), register a rill__waiter with an `unhook` that undoes the
+ * registration, then rill__suspend().  A waker removes the waiter from its
+ * list and calls rill__wake(); a cancellation calls rill__interrupt(), which
+ * calls unhook and wakes with -ECANCELED.  Whichever comes first wins: once
+ * woken, a fiber is READY and no longer interruptible, so a hand-off is never
+ * lost and a cancelled wait leaves nothing behind.
+ */
+#ifndef RILL_INTERNAL_H
+#define RILL_INTERNAL_H
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <ucontext.h>
+
+#include "rill.h"
+
+/* ---- checks that never compile out ------------------------------------- */
+
+#define RILL_ASSERT(cond, why)                                               \
+    do {                                                                     \
+        if (!(cond)) rill__panic(__FILE__, __LINE__, #cond, why);            \
+    } while (0)
+
+_Noreturn void rill__panic(const char *file, int line, const char *cond,
+                           const char *why);
+
+#define rill__container_of(ptr, type, member)                                \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- intrusive circular lists ------------------------------------------ */
+
+static inline void rill__list_init(rill__list *l) { l->next = l->prev = l; }
+static inline bool rill__list_empty(const rill__list *l) { return l->next == l; }
+static inline void rill__list_push(rill__list *l, rill__list *n) {
+    n->prev = l->prev;
+    n->next = l;
+    l->prev->next = n;
+    l->prev = n;
+}
+static inline void rill__list_remove(rill__list *n) {
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+static inline rill__list *rill__list_pop(rill__list *l) {
+    rill__list *n = l->next;
+    if (n == l) return NULL;
+    rill__list_remove(n);
+    return n;
+}
+
+/* ---- stacks (fiber.c) -------------------------------------------------- */
+
+typedef struct rill__stack {
+    char *lo, *hi;         /* usable range; the canary sits at lo */
+    char *map;             /* mapping start (guard page included), NULL for
+                              a slab stack */
+    size_t map_len;
+    size_t size;           /* usable bytes, as asked for (page-rounded) */
+    unsigned vg_id;        /* valgrind stack registration */
+    struct rill__stack *next_free; /* in the pool's free list */
+    bool guarded;
+} rill__stack;
+
+/* ---- fibers -------------------------------------------------------------- */
+
+typedef enum rill__state {
+    RILL__READY,
+    RILL__RUNNING,
+    RILL__BLOCKED,
+    RILL__DONE,
+} rill__state;
+
+struct rill__waiter;
+
+typedef struct rill__fiber {
+    ucontext_t ctx;
+    rill__stack *stack;        /* NULL for the host */
+    rill__list node;           /* on rt->runq while READY */
+    rill__list all_node;       /* on rt->all until DONE */
+    rill__state state;
+    bool is_task;              /* the fiber is the first member of a rill_task */
+    struct rill__waiter *wait; /* while BLOCKED */
+    rill_scope *scope;         /* innermost open scope */
+    void (*entry)(struct rill__fiber *); /* first code run on the stack */
+    const char *name;
+    /* AddressSanitizer's view of this fiber's stack. */
+    void *asan_fake;
+    const void *asan_bottom;
+    size_t asan_size;
+} rill__fiber;
+
+/* ---- waiting (wait.c) ---------------------------------------------------- */
+
+typedef struct rill__waiter {
+    rill__list node;           /* on a wait list, when the wait uses one */
+    rill__fiber *fiber;
+    void (*unhook)(struct rill__waiter *); /* undo the registration */
+    const char *what;          /* for rill_dump: "sleep", "join", ... */
+    const char *on;            /* for rill_dump: the object's name, or NULL */
+    int result;                /* what rill__suspend returns */
+    bool uncancellable;        /* only a deadlock may interrupt it */
+} rill__waiter;
+
+/* The one cancellation check: 0, -EPERM outside a fiber, -EDEADLK after a
+ * deadlock, -ECANCELED while the caller's scopes are cancelled. */
+int rill__checkpoint(void);
+/* Is this fiber cancelled right now (its scope chain, up to a shield)? */
+bool rill__fiber_cancelled(const rill__fiber *f);
+/* Block the running fiber on w (already registered).  Returns w->result. */
+int rill__suspend(rill__waiter *w);
+/* Make w's fiber READY with result; the caller already unlinked w. */
+void rill__wake(rill__waiter *w, int result);
+/* Cancel f's wait if it is BLOCKED and cancellable: unhook, wake with err. */
+void rill__interrupt(rill__fiber *f, int err);
+/* Interrupt f if it is blocked and now cancelled. */
+void rill__recheck(rill__fiber *f);
+/* A FIFO wait list: block on it (checkpoint included), wake its head/all. */
+int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
+                     const char *on);
+bool rill__waitq_wake_one(rill__list *q, int result);
+void rill__waitq_wake_all(rill__list *q, int result);
+void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+
+/* ---- timers (timer.c): a binary heap, FIFO among equal deadlines ---------- */
+
+void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
+void rill__timer_disarm(rill__timer *t);
+static inline bool rill__timer_armed(const rill__timer *t) { return t->slot != 0; }
+/* Fire every timer due at `now`.  Returns how many fired. */
+int rill__timers_run(double now);
+/* The earliest deadline armed, or INFINITY. */
+double rill__timers_next(void);
+void rill__timers_free(void);
+
+/* ---- tasks (task.c) ----------------------------------------------------- */
+
+struct rill_task {
+    rill__fiber fiber;         /* first: a fiber of a task is its task */
+    rill_scope root;           /* the body runs inside it */
+    rill_fn *fn;
+    void *arg;
+    int status;
+    int index;                 /* spawn order within its group */
+    rill__list joiners;        /* the fiber in rill_join, if any */
+    rill_group *group;         /* owning group, or NULL */
+    rill__list link;           /* a group's child: on group->children while it
+                                  runs.  Any other task: on rt->unjoined from
+                                  its end until joined or detached */
+    bool detached, ended;
+    char name_buf[32];
+    struct rill_task *next_free; /* in the runtime's cache of task structs */
+};
+
+rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o);
+void rill__task_free(rill_task *t);
+/* Free the ended tasks nobody joined (rill_run's end). */
+void rill__tasks_free_unjoined(void);
+
+/* ---- the runtime (sched.c) -------------------------------------------- */
+
+typedef struct rill__rt {
+    struct ev_loop *loop;
+    bool own_loop;             /* created by rill_run (not attached) */
+    rill__fiber host;          /* the thread's own stack */
+    rill__fiber *current;      /* RUNNING fiber, or &host */
+    rill__fiber *dead;         /* DONE fiber whose stack awaits release */
+    rill__fiber *switch_from;  /* the fiber the last switch left */
+    rill__list runq;           /* READY fibers, FIFO */
+    rill__list all;            /* every fiber not yet DONE */
+    rill__list unjoined;       /* ended tasks nobody joined yet (task.link) */
+    size_t nfibers;            /* length of `all` */
+    unsigned budget;           /* hand-offs left before the host polls */
+    bool deadlocked;           /* every checkpoint now says -EDEADLK */
+    uint64_t spawned;          /* for default names */
+    rill_task *main;           /* rill_run's main task */
+    /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */
+    rill__timer **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    ev_timer wakeup;           /* armed for the heap's earliest deadline */
+    double wakeup_at;
+    /* Embedding (rill_attach). */
+    ev_prepare prepare;
+    ev_check check;
+    ev_idle idle;
+    /* Caches, so that spawning neither maps nor allocates. */
+    rill_task *free_tasks;
+    size_t nfree_tasks;
+    /* Alternate signal stack for the overflow handler. */
+    void *altstack;
+    stack_t old_altstack;
+} rill__rt;
+
+extern _Thread_local rill__rt *rill__self;
+
+/* Give the CPU away from the running fiber, which is already READY (on the
+ * run queue), BLOCKED or DONE. */
+void rill__reschedule(void);
+/* Make f READY at the tail of the run queue. */
+void rill__make_ready(rill__fiber *f);
+/* A DONE fiber's stack was released: free what else it owns (task.c). */
+void rill__fiber_reaped(rill__fiber *f);
+/* Register/unregister a fiber in rt->all. */
+void rill__fiber_track(rill__fiber *f);
+void rill__fiber_untrack(rill__fiber *f);
+/* Fire due timers now (also re-arms libev's wake-up). */
+void rill__timers_poll(void);
+
+/* ---- fibers and stacks (fiber.c) ---------------------------------------- */
+
+size_t rill__default_stack_size(void);
+/* Create f's context on a new stack of `size` bytes; f->entry(f) runs first. */
+int rill__fiber_init(rill__fiber *f, size_t size);
+/* Return f's stack to the pool (f must not be running on it). */
+void rill__fiber_release(rill__fiber *f);
+/* Switch from the running fiber `from` to `to`.  When from->state is DONE,
+ * from's stack is handed to rt->dead and released by whoever runs next. */
+void rill__switch(rill__fiber *from, rill__fiber *to);
+/* Per-thread set-up of the overflow handler; undone by rill__signals_end. */
+int rill__signals_begin(rill__rt *rt);
+void rill__signals_end(rill__rt *rt);
+void rill__stacks_free(void);
+
+/* ---- scopes (scope.c) ---------------------------------------------------- */
+
+void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
+bool rill__scope_is_cancelled(const rill_scope *s);
+
+/* ---- groups (group.c) ---------------------------------------------------- */
+
+void rill__group_child_ended(rill_task *t);
+
+#endif

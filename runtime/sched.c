@@ -1,0 +1,309 @@
+/*
+ * The scheduler: run queue, the host loop on libev, deadlock detection,
+ * embedding, and rill_dump.  The rules are in internal.h.
+ */
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+_Thread_local rill__rt *rill__self;
+
+/* Hand-offs between fibers before the host polls libev without blocking:
+ * bounds how long timers and I/O wait behind fibers that keep yielding. */
+#define BUDGET 64u
+
+_Noreturn void rill__panic(const char *file, int line, const char *cond,
+                           const char *why) {
+    rill__rt *rt = rill__self;
+    const char *who = rt && rt->current ? rt->current->name : "?";
+    fprintf(stderr, "rill: internal error in fiber '%s' at %s:%d: %s (%s)\n",
+            who ? who : "?", file, line, why, cond);
+    abort();
+}
+
+double rill_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+struct ev_loop *rill_loop(void) { return rill__self ? rill__self->loop : NULL; }
+
+void rill__make_ready(rill__fiber *f) {
+    f->state = RILL__READY;
+    rill__list_push(&rill__self->runq, &f->node);
+}
+
+void rill__fiber_track(rill__fiber *f) {
+    rill__rt *rt = rill__self;
+    rill__list_push(&rt->all, &f->all_node);
+    rt->nfibers++;
+}
+
+void rill__fiber_untrack(rill__fiber *f) {
+    rill__list_remove(&f->all_node);
+    rill__self->nfibers--;
+}
+
+void rill__reschedule(void) {
+    rill__rt *rt = rill__self;
+    rill__fiber *self = rt->current;
+    rill__fiber *next = &rt->host;
+    if (rt->budget) {
+        rill__list *n = rill__list_pop(&rt->runq);
+        if (n) {
+            next = rill__container_of(n, rill__fiber, node);
+            rt->budget--;
+        }
+    }
+    if (next == self) { /* it yielded and nobody else was ready */
+        self->state = RILL__RUNNING;
+        return;
+    }
+    next->state = RILL__RUNNING;
+    rill__switch(self, next);
+}
+
+/* Host: run ready fibers until the queue empties or the budget is spent. */
+static void run_ready(rill__rt *rt) {
+    rill__list *n = rill__list_pop(&rt->runq);
+    if (!n) return;
+    rt->budget = BUDGET;
+    rill__fiber *f = rill__container_of(n, rill__fiber, node);
+    f->state = RILL__RUNNING;
+    rill__switch(&rt->host, f);
+}
+
+/* ---- timers on libev ------------------------------------------------------- */
+
+static void arm_wakeup(rill__rt *rt) {
+    double next = rill__timers_next();
+    if (next == rt->wakeup_at && ev_is_active(&rt->wakeup)) return;
+    ev_timer_stop(rt->loop, &rt->wakeup);
+    rt->wakeup_at = next;
+    if (next == INFINITY) return;
+    /* libev counts from its cached clock: refresh it so the wake-up is
+     * neither early by the staleness nor late. */
+    ev_now_update(rt->loop);
+    double after = next - rill_now();
+    ev_timer_set(&rt->wakeup, after > 0 ? after : 0, 0);
+    ev_timer_start(rt->loop, &rt->wakeup);
+}
+
+void rill__timers_poll(void) {
+    rill__rt *rt = rill__self;
+    if (rt->heap_len && rt->heap[1]->at <= rill_now()) rill__timers_run(rill_now());
+}
+
+static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+    rill__self->wakeup_at = INFINITY;
+    rill__timers_poll();
+}
+
+/* ---- deadlock ---------------------------------------------------------------- */
+
+static void deadlock(rill__rt *rt) {
+    fprintf(stderr, "rill: deadlock: every fiber is blocked and nothing can "
+                    "wake one; their calls now return -EDEADLK\n");
+    rill_dump(stderr);
+    rt->deadlocked = true;
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        rill__interrupt(f, -EDEADLK);
+    }
+}
+
+static void cancel_all_tasks(rill__rt *rt) {
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        if (f->is_task) rill_cancel((rill_task *)f);
+    }
+}
+
+/* Drive the loop until no fiber is left.  When `main` (if any) ends, the
+ * tasks left are cancelled, as asyncio.run does. */
+static void drive(rill__rt *rt, rill_task *main) {
+    bool rest_cancelled = false;
+    for (;;) {
+        run_ready(rt);
+        if (rt->nfibers == 0) return;
+        if (main && main->ended && !rest_cancelled) {
+            cancel_all_tasks(rt);
+            rest_cancelled = true;
+            continue;
+        }
+        bool idle = rill__list_empty(&rt->runq);
+        arm_wakeup(rt);
+        int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
+        rill__timers_poll();
+        if (idle && rill__list_empty(&rt->runq) && !alive && rt->heap_len == 0)
+            deadlock(rt);
+    }
+}
+
+/* ---- runtime lifetime -------------------------------------------------------- */
+
+static rill__rt *rt_new(struct ev_loop *loop, bool own) {
+    rill__rt *rt = calloc(1, sizeof *rt);
+    if (!rt) return NULL;
+    rt->loop = loop;
+    rt->own_loop = own;
+    rill__list_init(&rt->runq);
+    rill__list_init(&rt->all);
+    rill__list_init(&rt->unjoined);
+    rt->host.state = RILL__RUNNING;
+    rt->host.name = "(host)";
+    rt->current = &rt->host;
+    rt->wakeup_at = INFINITY;
+    ev_timer_init(&rt->wakeup, on_wakeup, 0, 0);
+    rill__self = rt;
+    if (rill__signals_begin(rt) != 0) {
+        rill__self = NULL;
+        free(rt);
+        return NULL;
+    }
+    return rt;
+}
+
+static void rt_free(rill__rt *rt) {
+    ev_timer_stop(rt->loop, &rt->wakeup);
+    rill__tasks_free_unjoined();
+    while (rt->free_tasks) {
+        rill_task *t = rt->free_tasks;
+        rt->free_tasks = t->next_free;
+        free(t);
+    }
+    rill__timers_free();
+    rill__stacks_free();
+    rill__signals_end(rt);
+    if (rt->own_loop) ev_loop_destroy(rt->loop);
+    rill__self = NULL;
+    free(rt);
+}
+
+int rill_run(rill_fn *main, void *arg) {
+    if (!main) return -EINVAL;
+    if (rill__self) return -EBUSY;
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    if (!loop) return -ENOMEM;
+    rill__rt *rt = rt_new(loop, true);
+    if (!rt) {
+        ev_loop_destroy(loop);
+        return -ENOMEM;
+    }
+    rill_task *t = rill__task_new(main, arg, &(rill_opts){.name = "main"});
+    if (!t) {
+        rt_free(rt);
+        return -ENOMEM;
+    }
+    rt->main = t;
+    drive(rt, t);
+    int status = rt->deadlocked ? -EDEADLK : t->status;
+    rt->main = NULL;
+    rill__task_free(t);
+    rt_free(rt);
+    return status;
+}
+
+/* ---- embedding into a foreign libev loop ------------------------------------ */
+
+static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
+    rill__timers_poll();
+    run_ready(rt);
+    /* Fibers still ready: keep the loop from blocking in its poll. */
+    if (!rill__list_empty(&rt->runq)) ev_idle_start(loop, &rt->idle);
+    else ev_idle_stop(loop, &rt->idle);
+    arm_wakeup(rt);
+}
+
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)w;
+    (void)revents;
+    attach_tick(loop, rill__self);
+}
+
+static void on_check(struct ev_loop *loop, ev_check *w, int revents) {
+    (void)w;
+    (void)revents;
+    attach_tick(loop, rill__self);
+}
+
+static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+}
+
+int rill_attach(struct ev_loop *loop) {
+    if (!loop) return -EINVAL;
+    if (rill__self) return -EBUSY;
+    rill__rt *rt = rt_new(loop, false);
+    if (!rt) return -ENOMEM;
+    ev_prepare_init(&rt->prepare, on_prepare);
+    ev_check_init(&rt->check, on_check);
+    ev_idle_init(&rt->idle, on_idle);
+    /* rill's own hooks must not keep the user's loop alive on their own;
+     * its timers, fd waits and ready fibers do. */
+    ev_prepare_start(loop, &rt->prepare);
+    ev_unref(loop);
+    ev_check_start(loop, &rt->check);
+    ev_unref(loop);
+    return 0;
+}
+
+int rill_detach_loop(void) {
+    rill__rt *rt = rill__self;
+    if (!rt || rt->own_loop) return -EINVAL;
+    if (rt->current != &rt->host) return -EPERM;
+    ev_ref(rt->loop);
+    ev_prepare_stop(rt->loop, &rt->prepare);
+    ev_ref(rt->loop);
+    ev_check_stop(rt->loop, &rt->check);
+    ev_idle_stop(rt->loop, &rt->idle);
+    cancel_all_tasks(rt);
+    drive(rt, NULL);
+    int rc = rt->deadlocked ? -EDEADLK : 0;
+    rt_free(rt);
+    return rc;
+}
+
+/* ---- rill_dump ----------------------------------------------------------------- */
+
+static const char *const state_names[] = {
+    [RILL__READY] = "ready",
+    [RILL__RUNNING] = "running",
+    [RILL__BLOCKED] = "blocked",
+    [RILL__DONE] = "done",
+};
+
+void rill_dump(FILE *out) {
+    rill__rt *rt = rill__self;
+    if (!out) out = stderr;
+    if (!rt) {
+        fprintf(out, "rill: no runtime on this thread\n");
+        return;
+    }
+    double now = rill_now();
+    fprintf(out, "rill: %zu fiber%s\n", rt->nfibers, rt->nfibers == 1 ? "" : "s");
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        fprintf(out, "  '%s' %s", f->name, state_names[f->state]);
+        if (f->state == RILL__BLOCKED) {
+            fprintf(out, " on %s", f->wait->what);
+            if (f->wait->on) fprintf(out, " '%s'", f->wait->on);
+        }
+        for (const rill_scope *s = f->scope; s; s = s->parent) {
+            fprintf(out, " [scope");
+            if (s->deadline < INFINITY) fprintf(out, " deadline %+.3fs", s->deadline - now);
+            if (s->cancel_called) fprintf(out, " cancelled");
+            if (s->deadline_fired) fprintf(out, " timed-out");
+            if (s->shield) fprintf(out, " shielded");
+            fprintf(out, "]");
+        }
+        fprintf(out, "\n");
+    }
+}
