@@ -82,7 +82,7 @@ $(BUILD)/rill.pc: FORCE
 
 $(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes $< -o $@ $(FINAL_LDFLAGS) \
+	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ $(FINAL_LDFLAGS) \
 	  $(BUILD)/librill.a $(LIBS) -lcriterion -lm
 
 $(BUILD)/demos/%: demos/%.c $(BUILD)/librill.a
@@ -106,9 +106,11 @@ test-plain: $(TEST_BIN) lib
 test-san:
 	@$(MAKE) --no-print-directory SANITIZER=address,undefined \
 	  $(addprefix build/san/tests/,$(notdir $(TEST_BIN))) build/san/tests/selfcheck
+	@scripts/selfcheck.sh asan build/san/tests/selfcheck
 	@scripts/run-tests.sh asan build/results $(addprefix build/san/tests/,$(notdir $(TEST_BIN)))
 
 test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
+	@scripts/selfcheck.sh valgrind $(BUILD)/tests/selfcheck
 	@scripts/run-tests.sh valgrind build/results $(TEST_BIN)
 
 test-demos: $(DEMO_BIN)

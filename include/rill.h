@@ -140,10 +140,11 @@ RILL_API const char *rill_strerror(int err);
  * so that timers and I/O are never starved by fibers that keep yielding).
  *
  * If every fiber is blocked and nothing can wake one (no timer, no fd watcher,
- * no other active libev watcher), rill_run prints the blocked fibers as
- * rill_dump() does, makes every blocked call return -EDEADLK (and every later
- * blocking call too, shielded or not, so that the program unwinds), and
- * finally returns -EDEADLK.
+ * no other active libev watcher), rill_run does not hang: it prints the
+ * blocked fibers as rill_dump() does and wakes each of them with -EDEADLK
+ * from the call it is blocked in (shielded or not), so that the program can
+ * unwind; rill_run then returns -EDEADLK whatever main returns.  If the
+ * fibers block again with nothing to wake them, the same happens again.
  * ======================================================================== */
 
 /* Run main(arg) in a fiber on a new runtime for this thread, then cancel and

@@ -1,10 +1,12 @@
 /* rill_strerror: libc's text for errno values, with rill's meaning for the
  * codes the API gives a fixed sense (DESIGN §2). */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
 
 const char *rill_strerror(int err) {
+    if (err == INT_MIN) return "unknown error";
     if (err < 0) err = -err;
     switch (err) {
     case 0: return "success";

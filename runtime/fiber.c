@@ -15,6 +15,7 @@
  * spawning is a pop from a list.
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -55,9 +56,8 @@ typedef struct slab {
 static _Thread_local struct {
     rill__stack *free;      /* default-size stacks ready for reuse */
     size_t nfree;
-    rill__stack *slab_free; /* unguarded slab stacks ready for reuse */
+    struct slab_class *classes; /* unguarded slab stacks ready for reuse */
     slab *slabs;
-    size_t slab_stack_size;
 } pool;
 
 static size_t page_size(void) {
@@ -106,7 +106,33 @@ static bool guard_pages_wanted(void) {
     return cached;
 }
 
-static bool guards_exhausted;
+/* Guarded stacks alive in the process, against a budget that leaves room
+ * for the program's other mappings (and for the slabs we fall back to):
+ * mappings are counted per process, so the counter is shared by threads. */
+static atomic_size_t guarded_live;
+static atomic_bool guards_warned;
+
+static size_t guard_budget(void) {
+    static size_t cached;
+    if (!cached) {
+        size_t max = 65530;
+        FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+        if (f) {
+            unsigned long v;
+            if (fscanf(f, "%lu", &v) == 1 && v > 0) max = v;
+            fclose(f);
+        }
+        cached = max > 16384 ? (max - 8192) / 2 : max / 4;
+    }
+    return cached;
+}
+
+static void guards_ran_out(void) {
+    if (!atomic_exchange(&guards_warned, true))
+        fprintf(stderr, "rill: near the memory-mapping limit (vm.max_map_count = %zu); "
+                        "new fiber stacks are unguarded, checked by canary\n",
+                guard_budget() * 2 + 8192);
+}
 
 /* The descriptor lives at the top of the stack's own memory. */
 static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
@@ -134,13 +160,33 @@ static rill__stack *map_guarded(size_t size) {
     return carve(map + page_size(), size, map, len);
 }
 
+/* Free slab stacks of one size.  Stacks differ in size only through
+ * rill_opts, so the list of classes stays short. */
+typedef struct slab_class {
+    struct slab_class *next;
+    size_t size;
+    rill__stack *free;
+} slab_class;
+
+static slab_class *class_for(size_t size) {
+    for (slab_class *c = pool.classes; c; c = c->next)
+        if (c->size == size) return c;
+    slab_class *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->size = size;
+    c->next = pool.classes;
+    pool.classes = c;
+    return c;
+}
+
 static rill__stack *from_slab(size_t size) {
-    if (pool.slab_free && pool.slab_stack_size == size) {
-        rill__stack *st = pool.slab_free;
-        pool.slab_free = st->next_free;
+    slab_class *c = class_for(size);
+    if (!c) return NULL;
+    if (c->free) {
+        rill__stack *st = c->free;
+        c->free = st->next_free;
         return st;
     }
-    if (pool.slabs && pool.slab_stack_size != size) return NULL;
     size_t len = page_size() + SLAB_STACKS * size;
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -149,12 +195,11 @@ static rill__stack *from_slab(size_t size) {
     sl->len = len;
     sl->next = pool.slabs;
     pool.slabs = sl;
-    pool.slab_stack_size = size;
     /* Keep all but the first slot on the free list. */
     for (unsigned i = SLAB_STACKS - 1; i > 0; i--) {
         rill__stack *st = carve(map + page_size() + i * size, size, NULL, 0);
-        st->next_free = pool.slab_free;
-        pool.slab_free = st;
+        st->next_free = c->free;
+        c->free = st;
     }
     return carve(map + page_size(), size, NULL, 0);
 }
@@ -165,16 +210,12 @@ static rill__stack *stack_get(size_t size) {
         st = pool.free;
         pool.free = st->next_free;
         pool.nfree--;
-    } else if (guard_pages_wanted() && !guards_exhausted) {
-        st = map_guarded(size);
-        if (!st && errno == ENOMEM) {
-            guards_exhausted = true;
-            fprintf(stderr, "rill: out of memory mappings (vm.max_map_count); "
-                            "new fiber stacks are unguarded, checked by canary\n");
-        }
+    } else if (guard_pages_wanted()) {
+        if (atomic_load(&guarded_live) < guard_budget()) st = map_guarded(size);
+        if (st) atomic_fetch_add(&guarded_live, 1);
+        else guards_ran_out();
     }
-    if (!st && (!guard_pages_wanted() || guards_exhausted))
-        st = from_slab(size);
+    if (!st) st = from_slab(size);
     if (!st) {
         errno = ENOMEM;
         return NULL;
@@ -189,8 +230,10 @@ static rill__stack *stack_get(size_t size) {
 
 static void stack_put(rill__stack *st) {
     if (!st->guarded) {
-        st->next_free = pool.slab_free;
-        pool.slab_free = st;
+        slab_class *c = class_for(st->size);
+        RILL_ASSERT(c != NULL, "a slab stack's size class vanished");
+        st->next_free = c->free;
+        c->free = st;
         return;
     }
     if (st->size == rill__default_stack_size() && pool.nfree < POOL_MAX) {
@@ -201,6 +244,7 @@ static void stack_put(rill__stack *st) {
     }
     VALGRIND_STACK_DEREGISTER(st->vg_id);
     munmap(st->map, st->map_len);
+    atomic_fetch_sub(&guarded_live, 1);
 }
 
 void rill__stacks_free(void) {
@@ -209,14 +253,17 @@ void rill__stacks_free(void) {
         pool.free = st->next_free;
         VALGRIND_STACK_DEREGISTER(st->vg_id);
         munmap(st->map, st->map_len);
+        atomic_fetch_sub(&guarded_live, 1);
     }
     pool.nfree = 0;
     /* Slab stacks are all free by now; drop their registrations, then the
      * slabs themselves. */
-    while (pool.slab_free) {
-        rill__stack *st = pool.slab_free;
-        pool.slab_free = st->next_free;
-        VALGRIND_STACK_DEREGISTER(st->vg_id);
+    while (pool.classes) {
+        slab_class *c = pool.classes;
+        pool.classes = c->next;
+        for (rill__stack *st = c->free; st; st = st->next_free)
+            VALGRIND_STACK_DEREGISTER(st->vg_id);
+        free(c);
     }
     while (pool.slabs) {
         slab *sl = pool.slabs;
@@ -255,9 +302,11 @@ static bool segv_installed;
 static void on_segv(int sig, siginfo_t *si, void *uctx) {
     rill__rt *rt = rill__self;
     rill__fiber *f = rt ? rt->current : NULL;
-    if (f && f->stack && f->stack->guarded) {
+    /* A fault in the guard page, or (for slab stacks, which have none) just
+     * below the stack, is the running fiber overflowing. */
+    if (f && f->stack) {
         char *a = si->si_addr;
-        if (a >= f->stack->map && a < f->stack->lo + 64) overflowed(f);
+        if (a < f->stack->lo + 64 && a + 256 * 1024 >= f->stack->lo) overflowed(f);
     }
     /* Not ours: restore the previous handler and let the fault recur. */
     (void)sig;

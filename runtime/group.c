@@ -74,12 +74,14 @@ void rill__group_child_ended(rill_task *t) {
 }
 
 /* Wait for every child; *interrupted tells whether the caller was cancelled
- * (or deadlocked) on the way, in which case the children were cancelled and
+ * (or woken by the deadlock check) on the way, in which case the children were cancelled and
  * waited for regardless.  Returns 0, or the error that interrupted. */
 static int wait_children(rill_group *g) {
     rill__waiter w;
-    int rc = g->live ? rill__waitq_wait(&g->waiters, &w, "group", NULL)
-                     : rill__checkpoint();
+    int rc = rill__checkpoint();
+    /* Loop: between the last child's end and our resumption, another fiber
+     * may have spawned a new child. */
+    while (rc == 0 && g->live) rc = rill__waitq_wait(&g->waiters, &w, "group", NULL);
     if (rc == 0 || rc == -EPERM) return rc;
     cancel_children(g);
     /* Children never outlive their group: wait on, deaf to cancellation. */

@@ -136,8 +136,8 @@ typedef struct rill__waiter {
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
 
-/* The one cancellation check: 0, -EPERM outside a fiber, -EDEADLK after a
- * deadlock, -ECANCELED while the caller's scopes are cancelled. */
+/* The one cancellation check: 0, -EPERM outside a fiber, -ECANCELED while
+ * the caller's scopes are cancelled. */
 int rill__checkpoint(void);
 /* Is this fiber cancelled right now (its scope chain, up to a shield)? */
 bool rill__fiber_cancelled(const rill__fiber *f);
@@ -205,7 +205,7 @@ typedef struct rill__rt {
     rill__list unjoined;       /* ended tasks nobody joined yet (task.link) */
     size_t nfibers;            /* length of `all` */
     unsigned budget;           /* hand-offs left before the host polls */
-    bool deadlocked;           /* every checkpoint now says -EDEADLK */
+    bool deadlocked;           /* a deadlock was found: rill_run says so */
     uint64_t spawned;          /* for default names */
     rill_task *main;           /* rill_run's main task */
     /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */

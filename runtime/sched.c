@@ -108,7 +108,7 @@ static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void deadlock(rill__rt *rt) {
     fprintf(stderr, "rill: deadlock: every fiber is blocked and nothing can "
-                    "wake one; their calls now return -EDEADLK\n");
+                    "wake one; their blocking calls return -EDEADLK\n");
     rill_dump(stderr);
     rt->deadlocked = true;
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {

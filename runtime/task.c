@@ -135,8 +135,8 @@ int rill_join(rill_task *t) {
     if (!t) return -EINVAL;
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
+    if (&t->fiber == rt->current && !owned(t)) return -EDEADLK;
     if (owned(t) || t->detached || !rill__list_empty(&t->joiners)) return -EINVAL;
-    if (&t->fiber == rt->current) return -EDEADLK;
     if (!t->ended) {
         rill__waiter w;
         int rc = rill__waitq_wait(&t->joiners, &w, "join", t->name_buf);

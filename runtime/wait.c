@@ -17,7 +17,6 @@ bool rill__fiber_cancelled(const rill__fiber *f) {
 int rill__checkpoint(void) {
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
-    if (rt->deadlocked) return -EDEADLK;
     if (rill__fiber_cancelled(rt->current)) return -ECANCELED;
     return 0;
 }

@@ -1,0 +1,139 @@
+/* Fiber stacks: overflow is reported by name, never silent (DESIGN §3 "Stacks"). */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* Each call eats about 1 KiB of stack and cannot be turned into a loop. */
+static int recurse(int depth) {
+    volatile char frame[1000];
+    frame[0] = (char)depth;
+    if (depth == 0) return frame[0];
+    return recurse(depth - 1) + frame[0];
+}
+
+static int overflows(void *arg) {
+    (void)arg;
+    return recurse(1 << 20);
+}
+
+static int spawn_overflowing(void *arg) {
+    rill_task *t = rill_spawn_opts(overflows, NULL,
+                                   &(rill_opts){.name = arg, .stack_size = 32 * 1024});
+    return rill_join(t);
+}
+
+/* Smashes everything from just below the stack's low end upwards, without
+ * touching a guard page: only the canary can tell. */
+static int smashes_the_canary(void *arg) {
+    (void)arg;
+    volatile char big[17 * 1024];
+    memset((char *)big, 0x5a, sizeof big);
+    return rill_yield_now() + big[0] - 0x5a;
+}
+
+static int spawn_smasher(void *arg) {
+    rill_task *t = rill_spawn_opts(smashes_the_canary, NULL,
+                                   &(rill_opts){.name = arg, .stack_size = 16 * 1024});
+    return rill_join(t);
+}
+
+/* Run fn in rill_run in a child process; return its stderr and how it ended. */
+static int run_child(rill_fn *fn, void *arg, const char *guard_env, char *err, size_t errlen) {
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        if (guard_env) setenv("RILL_GUARD_PAGES", guard_env, 1);
+        _exit(rill_run(fn, arg) == 0 ? 0 : 3);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < errlen && (r = read(p[0], err + n, errlen - 1 - n)) > 0) n += (size_t)r;
+    err[n] = 0;
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+Test(fiber, overflow_names_the_fiber_and_aborts, .timeout = TEST_TIMEOUT) {
+    if (under_valgrind()) cr_skip_test("valgrind reports the deliberate overflow itself");
+    char err[4096];
+    char name[] = "deep-recursion";
+    int status = run_child(spawn_overflowing, name, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "child status %#x, stderr: %s", status, err);
+    cr_expect(strstr(err, "rill: fiber 'deep-recursion' overflowed its 32 KiB stack\n"),
+              "stderr was: %s", err);
+}
+
+Test(fiber, overflow_ends_the_process_with_sigabrt, .signal = SIGABRT,
+     .timeout = TEST_TIMEOUT) {
+    if (under_valgrind()) cr_skip_test("valgrind reports the deliberate overflow itself");
+    char name[] = "overflow";
+    rill_run(spawn_overflowing, name);
+}
+
+Test(fiber, canary_catches_an_overflow_without_guard_pages, .timeout = TEST_TIMEOUT) {
+    if (under_valgrind()) cr_skip_test("valgrind reports the deliberate overflow itself");
+    char err[4096];
+    char name[] = "smasher";
+    int status = run_child(spawn_smasher, name, "0", err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "child status %#x, stderr: %s", status, err);
+    cr_expect(strstr(err, "rill: fiber 'smasher' overflowed its 16 KiB stack\n"),
+              "stderr was: %s", err);
+}
+
+static int deep_but_within(void *arg) {
+    (void)arg;
+    return recurse(40) > -1000000 ? 0 : -1; /* ~40 KiB of a 64 KiB stack */
+}
+
+FIBER_TEST(fiber, deep_use_within_the_stack_is_fine) {
+    expect_eq(rill_join(rill_spawn(deep_but_within, NULL)), 0);
+    return 0;
+}
+
+static int ping(void *arg) {
+    int *n = arg;
+    for (int i = 0; i < 1000; i++) {
+        (*n)++;
+        int rc = rill_yield_now();
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+Test(fiber, stacks_without_guard_pages_work, .timeout = TEST_TIMEOUT) {
+    setenv("RILL_GUARD_PAGES", "0", 1);
+    int n = 0;
+    expect_eq(rill_run(ping, &n), 0);
+    expect_eq(n, 1000);
+}
+
+static int spawns_many(void *arg) {
+    int *n = arg;
+    rill_task *t[200];
+    for (int round = 0; round < 5; round++) {
+        for (int i = 0; i < 200; i++) t[i] = rill_spawn(ping, n);
+        for (int i = 0; i < 200; i++)
+            if (rill_join(t[i]) != 0) return -EIO;
+    }
+    return 0;
+}
+
+Test(fiber, stacks_are_recycled_across_runs_and_sizes, .timeout = TEST_TIMEOUT) {
+    setenv("RILL_STACK_SIZE", "48k", 1);
+    for (int run = 0; run < 3; run++) {
+        int n = 0;
+        expect_eq(rill_run(spawns_many, &n), 0);
+        expect_eq(n, 5 * 200 * 1000);
+    }
+}

@@ -1,0 +1,274 @@
+/* The scheduler: rill_run, deadlock detection, rill_dump, embedding into a
+ * foreign libev loop, fairness between yielders and timers/I-O. */
+#include <ev.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static int returns_arg(void *arg) { return (int)(intptr_t)arg; }
+
+Test(sched, run_returns_mains_status, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(returns_arg, (void *)(intptr_t)17), 17);
+    expect_eq(rill_run(returns_arg, (void *)(intptr_t)-EIO), -EIO);
+    expect_eq(rill_run(NULL, NULL), -EINVAL);
+}
+
+static int nested_run(void *arg) {
+    (void)arg;
+    return rill_run(returns_arg, NULL);
+}
+
+Test(sched, run_inside_a_runtime_is_refused, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(nested_run, NULL), -EBUSY);
+}
+
+static int checks_loop(void *arg) {
+    (void)arg;
+    return rill_loop() != NULL ? 0 : -EINVAL;
+}
+
+Test(sched, loop_exists_only_inside_a_runtime, .timeout = TEST_TIMEOUT) {
+    cr_expect_null(rill_loop());
+    expect_eq(rill_run(checks_loop, NULL), 0);
+    cr_expect_null(rill_loop());
+}
+
+Test(sched, now_is_monotonic_and_works_outside, .timeout = TEST_TIMEOUT) {
+    double a = rill_now();
+    usleep(2000);
+    double b = rill_now();
+    cr_expect(b - a >= 0.0019 && b - a < 1.0, "a=%f b=%f", a, b);
+}
+
+/* ---- deadlock ---------------------------------------------------------------- */
+
+typedef struct pair {
+    rill_task *other;
+    int rc;
+} pair;
+
+static int joins_other(void *arg) {
+    pair *p = arg;
+    rill_yield_now(); /* let both handles be filled in */
+    p->rc = rill_join(p->other);
+    return p->rc;
+}
+
+static int two_tasks_join_each_other(void *arg) {
+    int *main_rc = arg;
+    pair a = {0}, b = {0};
+    rill_task *ta = rill_spawn_opts(joins_other, &a, &(rill_opts){.name = "alpha"});
+    rill_task *tb = rill_spawn_opts(joins_other, &b, &(rill_opts){.name = "beta"});
+    a.other = tb;
+    b.other = ta;
+    *main_rc = rill_sleep(RILL_FOREVER);
+    /* Each was woken with -EDEADLK from its join, so both have ended. */
+    if (rill_join(ta) != -EDEADLK || rill_join(tb) != -EDEADLK) return -EIO;
+    return *main_rc;
+}
+
+Test(sched, deadlock_returns_edeadlk_and_dumps_the_fibers, .timeout = TEST_TIMEOUT) {
+    cr_redirect_stderr();
+    int main_rc = 0;
+    expect_eq(rill_run(two_tasks_join_each_other, &main_rc), -EDEADLK);
+    expect_eq(main_rc, -EDEADLK);
+    fflush(stderr);
+    char buf[4096] = {0};
+    FILE *err = cr_get_redirected_stderr();
+    size_t n = fread(buf, 1, sizeof buf - 1, err);
+    buf[n] = 0;
+    cr_expect(strstr(buf, "rill: deadlock"), "stderr: %s", buf);
+    cr_expect(strstr(buf, "'alpha' blocked on join 'beta'"), "stderr: %s", buf);
+    cr_expect(strstr(buf, "'beta' blocked on join 'alpha'"), "stderr: %s", buf);
+    cr_expect(strstr(buf, "'main' blocked on sleep"), "stderr: %s", buf);
+}
+
+static int sleeps_forever(void *arg) {
+    (void)arg;
+    return rill_sleep(RILL_FOREVER);
+}
+
+Test(sched, a_lone_infinite_sleep_is_a_deadlock, .timeout = TEST_TIMEOUT) {
+    cr_redirect_stderr();
+    expect_eq(rill_run(sleeps_forever, NULL), -EDEADLK);
+}
+
+static int shielded_forever_after_main(void *arg) {
+    (void)arg;
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_shield(&s, true);
+    int rc = rill_sleep(RILL_FOREVER); /* cancellation cannot reach it */
+    rill_scope_exit(&s);
+    return rc;
+}
+
+static int leaves_a_shielded_sleeper(void *arg) {
+    (void)arg;
+    rill_spawn(shielded_forever_after_main, NULL);
+    rill_yield_now();
+    return 0;
+}
+
+Test(sched, shielded_task_left_behind_does_not_hang_run, .timeout = TEST_TIMEOUT) {
+    cr_redirect_stderr();
+    expect_eq(rill_run(leaves_a_shielded_sleeper, NULL), -EDEADLK);
+}
+
+static int sleeps_a_bit(void *arg) {
+    (void)arg;
+    return rill_sleep(0.02);
+}
+
+static int waits_for_a_sleeper(void *arg) {
+    (void)arg;
+    return rill_join(rill_spawn(sleeps_a_bit, NULL));
+}
+
+Test(sched, a_pending_timer_is_not_a_deadlock, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(waits_for_a_sleeper, NULL), 0);
+}
+
+/* ---- rill_dump ------------------------------------------------------------------- */
+
+static int dumps(void *arg) {
+    FILE *out = arg;
+    rill_task *t = rill_spawn_opts(sleeps_forever, NULL, &(rill_opts){.name = "sleeper"});
+    rill_yield_now();
+    rill_scope s;
+    rill_scope_enter(&s, 5.0);
+    rill_scope_shield(&s, true);
+    rill_dump(out);
+    rill_scope_exit(&s);
+    rill_cancel(t);
+    return rill_join(t) == -ECANCELED ? 0 : -EIO;
+}
+
+Test(sched, dump_lists_fibers_states_waits_and_scopes, .timeout = TEST_TIMEOUT) {
+    char buf[2048] = {0};
+    FILE *out = fmemopen(buf, sizeof buf - 1, "w");
+    expect_eq(rill_run(dumps, out), 0);
+    fclose(out);
+    cr_expect(strstr(buf, "rill: 2 fibers"), "dump: %s", buf);
+    cr_expect(strstr(buf, "'main' running [scope deadline +"), "dump: %s", buf);
+    cr_expect(strstr(buf, "shielded] [scope]"), "dump: %s", buf);
+    cr_expect(strstr(buf, "'sleeper' blocked on sleep [scope]"), "dump: %s", buf);
+}
+
+Test(sched, dump_outside_a_runtime_says_so, .timeout = TEST_TIMEOUT) {
+    char buf[256] = {0};
+    FILE *out = fmemopen(buf, sizeof buf - 1, "w");
+    rill_dump(out);
+    fclose(out);
+    cr_expect(strstr(buf, "no runtime"), "dump: %s", buf);
+}
+
+/* ---- fairness ---------------------------------------------------------------------- */
+
+static int yields_until_cancelled(void *arg) {
+    long *n = arg;
+    while (rill_yield_now() == 0) (*n)++;
+    return 0;
+}
+
+static int timer_beats_yielders(void *arg) {
+    (void)arg;
+    long n1 = 0, n2 = 0;
+    rill_task *a = rill_spawn(yields_until_cancelled, &n1);
+    rill_task *b = rill_spawn(yields_until_cancelled, &n2);
+    double t0 = rill_now();
+    int rc = rill_sleep(0.02); /* must wake although others never block */
+    double took = rill_now() - t0;
+    rill_cancel(a);
+    rill_cancel(b);
+    rill_join(a);
+    rill_join(b);
+    cr_expect(took < 2.0, "sleep of 0.02 s took %.3f s", took);
+    cr_expect(n1 > 10 && n2 > 10, "yielders ran %ld and %ld times", n1, n2);
+    return rc;
+}
+
+FIBER_TEST(sched, timers_are_not_starved_by_fibers_that_keep_yielding) {
+    return timer_beats_yielders(arg);
+}
+
+static int reads_pipe(void *arg) {
+    int *fds = arg;
+    return rill_wait_fd(fds[0], RILL_READ);
+}
+
+FIBER_TEST(sched, io_is_not_starved_by_fibers_that_keep_yielding) {
+    long n = 0;
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    rill_task *y = rill_spawn(yields_until_cancelled, &n);
+    rill_task *r = rill_spawn(reads_pipe, fds);
+    rill_yield_now();
+    cr_assert_eq(write(fds[1], "x", 1), 1);
+    expect_eq(rill_join(r), RILL_READ); /* joining blocks us; y keeps yielding */
+    rill_cancel(y);
+    rill_join(y);
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+}
+
+/* ---- embedding ------------------------------------------------------------------------ */
+
+typedef struct embedded {
+    int steps;
+    double slept;
+} embedded;
+
+static int embedded_task(void *arg) {
+    embedded *e = arg;
+    for (int i = 0; i < 3; i++) {
+        double t0 = rill_now();
+        if (rill_sleep(0.01) != 0) return -EIO;
+        e->slept += rill_now() - t0;
+        e->steps++;
+    }
+    return 0;
+}
+
+static int user_timer_fired;
+
+static void user_timer(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)w;
+    (void)revents;
+    user_timer_fired++;
+}
+
+Test(sched, attach_runs_fibers_inside_a_foreign_loop, .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    expect_eq(rill_attach(loop), -EBUSY);
+    cr_expect(rill_loop() == loop);
+    embedded e = {0};
+    rill_task *t = rill_spawn(embedded_task, &e);
+    cr_assert(t);
+    rill_detach(t);
+    ev_timer tm;
+    ev_timer_init(&tm, user_timer, 0.005, 0);
+    ev_timer_start(loop, &tm);
+    ev_run(loop, 0); /* returns when neither the user's nor rill's work is left */
+    expect_eq(e.steps, 3);
+    expect_eq(user_timer_fired, 1);
+    cr_expect(e.slept >= 0.029, "slept %.3f", e.slept);
+    expect_eq(rill_detach_loop(), 0);
+    cr_expect_null(rill_loop());
+    ev_loop_destroy(loop);
+}
+
+Test(sched, detach_loop_cancels_what_is_left, .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    rill_task *t = rill_spawn(sleeps_forever, NULL);
+    ev_run(loop, EVRUN_NOWAIT); /* it starts and blocks */
+    rill_detach(t);
+    expect_eq(rill_detach_loop(), 0);
+    expect_eq(rill_detach_loop(), -EINVAL);
+    ev_loop_destroy(loop);
+    expect_eq(rill_attach(NULL), -EINVAL);
+}

@@ -1,0 +1,325 @@
+/* Cancel scopes: DESIGN §4, statement by statement. */
+#include "helpers.h"
+
+FIBER_TEST(scope, deadline_cancels_a_sleep_and_exit_reports_timeout) {
+    rill_scope s;
+    double t0 = rill_now();
+    rill_scope_enter(&s, 0.05);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    double took = rill_now() - t0;
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    cr_expect(took >= 0.045 && took < 2.0, "the sleep was cut after %.3f s", took);
+    expect_eq(rill_sleep(0.001), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, scope_whose_deadline_did_not_fire_exits_with_zero) {
+    rill_scope s;
+    rill_scope_enter(&s, 5.0);
+    expect_eq(rill_sleep(0.01), 0);
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, forever_means_no_deadline) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    expect_eq(rill_sleep(0.01), 0);
+    cr_expect(!rill_cancelled());
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, cancellation_is_level_triggered_until_the_scope_is_exited) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_cancel(&s);
+    for (int i = 0; i < 5; i++) {
+        cr_expect(rill_cancelled());
+        expect_eq(rill_sleep(0.001), -ECANCELED);
+        expect_eq(rill_yield_now(), -ECANCELED);
+    }
+    expect_eq(rill_scope_exit(&s), -ECANCELED);
+    cr_expect(!rill_cancelled());
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, deadline_in_the_past_cancels_at_the_next_blocking_call) {
+    rill_scope a, b;
+    rill_scope_enter(&a, 0);
+    cr_expect(rill_cancelled());
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&a), -ETIMEDOUT);
+    rill_scope_enter_at(&b, rill_now() - 1.0);
+    expect_eq(rill_sleep(1), -ECANCELED);
+    expect_eq(rill_scope_exit(&b), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(scope, enter_at_uses_an_absolute_deadline) {
+    rill_scope s;
+    double deadline = rill_now() + 0.05;
+    rill_scope_enter_at(&s, deadline);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    cr_expect(rill_now() >= deadline, "woke %.4f s before the deadline", deadline - rill_now());
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(scope, relative_timeout_counts_from_enter) {
+    rill_scope s;
+    double t0 = rill_now();
+    rill_scope_enter(&s, 0.1);
+    expect_eq(rill_sleep(0.06), 0); /* part of the budget is used here */
+    expect_eq(rill_sleep(10), -ECANCELED);
+    double took = rill_now() - t0;
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    cr_expect(took >= 0.095 && took < 0.5 + 2.0, "fired after %.3f s, not 0.1", took);
+    return 0;
+}
+
+FIBER_TEST(scope, exit_reports_only_its_own_scope) {
+    rill_scope outer, inner;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_enter(&inner, RILL_FOREVER);
+    rill_scope_cancel(&outer);
+    expect_eq(rill_sleep(1), -ECANCELED); /* the outer cancel is seen inside */
+    expect_eq(rill_scope_exit(&inner), 0);
+    expect_eq(rill_yield_now(), -ECANCELED); /* and stays pending outside */
+    expect_eq(rill_scope_exit(&outer), -ECANCELED);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, inner_deadline_does_not_cancel_the_outer_scope) {
+    rill_scope outer, inner;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_enter(&inner, 0.02);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    expect_eq(rill_scope_exit(&inner), -ETIMEDOUT);
+    expect_eq(rill_sleep(0.001), 0);
+    expect_eq(rill_scope_exit(&outer), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, deadline_and_cancel_both_fired_report_cancelled) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.01);
+    expect_eq(rill_sleep(1), -ECANCELED);
+    rill_scope_cancel(&s);
+    expect_eq(rill_scope_exit(&s), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, shield_hides_outer_cancellation_until_it_is_left) {
+    rill_scope outer, shield;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_cancel(&outer);
+    rill_scope_enter(&shield, RILL_FOREVER);
+    rill_scope_shield(&shield, true);
+    cr_expect(!rill_cancelled());
+    expect_eq(rill_sleep(0.01), 0); /* the critical work finishes */
+    expect_eq(rill_scope_exit(&shield), 0);
+    expect_eq(rill_yield_now(), -ECANCELED); /* seen at the next call outside */
+    expect_eq(rill_scope_exit(&outer), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, shielded_scope_keeps_its_own_deadline) {
+    rill_scope outer, shield;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_cancel(&outer);
+    rill_scope_enter(&shield, 0.02);
+    rill_scope_shield(&shield, true);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    expect_eq(rill_scope_exit(&shield), -ETIMEDOUT);
+    expect_eq(rill_scope_exit(&outer), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, cancel_on_the_shielded_scope_itself_applies) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_shield(&s, true);
+    rill_scope_cancel(&s);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, shield_inside_shield) {
+    rill_scope outer, s1, mid, s2;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_enter(&s1, RILL_FOREVER);
+    rill_scope_shield(&s1, true);
+    rill_scope_enter(&mid, RILL_FOREVER);
+    rill_scope_enter(&s2, RILL_FOREVER);
+    rill_scope_shield(&s2, true);
+    rill_scope_cancel(&outer);
+    rill_scope_cancel(&mid);
+    expect_eq(rill_sleep(0.001), 0); /* the inner shield hides mid and outer */
+    expect_eq(rill_scope_exit(&s2), 0);
+    expect_eq(rill_yield_now(), -ECANCELED); /* mid is cancelled, inside s1 */
+    expect_eq(rill_scope_exit(&mid), -ECANCELED);
+    expect_eq(rill_sleep(0.001), 0); /* s1 hides outer */
+    expect_eq(rill_scope_exit(&s1), 0);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&outer), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, unshielding_exposes_the_outer_cancellation) {
+    rill_scope outer, s;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_shield(&s, true);
+    rill_scope_cancel(&outer);
+    expect_eq(rill_yield_now(), 0);
+    rill_scope_shield(&s, false);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), 0);
+    expect_eq(rill_scope_exit(&outer), -ECANCELED);
+    return 0;
+}
+
+FIBER_TEST(scope, reschedule_later_lets_the_work_finish) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.03);
+    rill_scope_reschedule(&s, rill_now() + 5.0);
+    expect_eq(rill_sleep(0.06), 0);
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, reschedule_from_none_sets_a_deadline) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER); /* asyncio.timeout(None) */
+    rill_scope_reschedule(&s, rill_now() + 0.02);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(scope, reschedule_to_forever_removes_the_deadline) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.02);
+    rill_scope_reschedule(&s, RILL_FOREVER);
+    expect_eq(rill_sleep(0.05), 0);
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, reschedule_into_the_past_cancels_at_the_next_call) {
+    rill_scope s;
+    rill_scope_enter(&s, 10);
+    rill_scope_reschedule(&s, rill_now() - 1);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(scope, reschedule_of_an_exited_scope_is_an_error_without_effect) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    expect_eq(rill_scope_exit(&s), 0);
+    errno = 0;
+    rill_scope_reschedule(&s, rill_now() + 0.01);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_scope_cancel(&s);
+    expect_eq(errno, EINVAL);
+    /* Nothing was armed: a later sleep is neither cut nor disturbed. */
+    expect_eq(rill_sleep(0.05), 0);
+    cr_expect(!rill_cancelled());
+    expect_eq(rill_scope_exit(&s), -EINVAL);
+    return 0;
+}
+
+FIBER_TEST(scope, exiting_out_of_order_is_rejected_and_changes_nothing) {
+    rill_scope outer, inner;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    rill_scope_enter(&inner, RILL_FOREVER);
+    expect_eq(rill_scope_exit(&outer), -EINVAL);
+    rill_scope_cancel(&inner);
+    expect_eq(rill_yield_now(), -ECANCELED); /* inner is still in force */
+    expect_eq(rill_scope_exit(&inner), -ECANCELED);
+    expect_eq(rill_scope_exit(&outer), 0);
+    return 0;
+}
+
+typedef struct cancel_later {
+    rill_scope *target;
+    double after;
+} cancel_later;
+
+static int canceller(void *arg) {
+    cancel_later *c = arg;
+    rill_sleep(c->after);
+    rill_scope_cancel(c->target);
+    return 0;
+}
+
+FIBER_TEST(scope, cancel_from_another_fiber_wakes_the_blocked_owner) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    cancel_later c = {&s, 0.02};
+    rill_task *t = rill_spawn(canceller, &c);
+    double t0 = rill_now();
+    expect_eq(rill_sleep(10), -ECANCELED);
+    cr_expect(rill_now() - t0 < 5.0);
+    expect_eq(rill_scope_exit(&s), -ECANCELED);
+    expect_eq(rill_join(t), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, a_cancelled_sleep_leaves_no_timer_behind) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.01);
+    expect_eq(rill_sleep(0.03), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    /* If the 0.03 s timer were still armed it would cut this sleep short or
+     * wake a fiber that no longer waits; either breaks the timing below. */
+    double t0 = rill_now();
+    expect_eq(rill_sleep(0.06), 0);
+    cr_expect(rill_now() - t0 >= 0.059, "slept only %.4f s", rill_now() - t0);
+    return 0;
+}
+
+FIBER_TEST(scope, of_many_nested_deadlines_only_the_earliest_fires) {
+    enum { N = 20 };
+    rill_scope s[N];
+    for (int i = 0; i < N; i++) rill_scope_enter(&s[i], i == N - 1 ? 0.02 : 30.0 - i);
+    expect_eq(rill_sleep(10), -ECANCELED);
+    expect_eq(rill_scope_exit(&s[N - 1]), -ETIMEDOUT);
+    for (int i = N - 2; i >= 0; i--) expect_eq(rill_scope_exit(&s[i]), 0);
+    return 0;
+}
+
+Test(scope, misuse_outside_a_fiber_is_reported, .timeout = TEST_TIMEOUT) {
+    rill_scope s;
+    errno = 0;
+    rill_scope_enter(&s, 1.0);
+    expect_eq(errno, EPERM);
+    expect_eq(rill_scope_exit(&s), -EPERM);
+    cr_expect(!rill_cancelled());
+}
+
+FIBER_TEST(scope, null_and_nan_are_rejected) {
+    errno = 0;
+    rill_scope_enter(NULL, 1.0);
+    expect_eq(errno, EINVAL);
+    rill_scope s;
+    errno = 0;
+    rill_scope_enter(&s, NAN);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_scope_exit(NULL), -EINVAL);
+    errno = 0;
+    rill_scope_shield(NULL, true);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_scope_cancel(NULL);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
