@@ -85,7 +85,7 @@ $(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a
 	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ $(FINAL_LDFLAGS) \
 	  $(BUILD)/librill.a $(LIBS) -lcriterion -lm
 
-$(BUILD)/demos/%: demos/%.c $(BUILD)/librill.a
+$(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
