@@ -49,7 +49,7 @@ DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-valgrind test-demos valgrind demo \
+.PHONY: all lib test test-plain test-san test-valgrind test-demos test-package valgrind demo \
         bench install uninstall echo clean deps deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -97,8 +97,9 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/librill.a
 # The suite runs three ways; scripts/run-tests.sh fails a mode if any sanitizer
 # or valgrind log reports an error or a leak (Criterion alone would not).
 test: deps-test
-	@$(MAKE) --no-print-directory test-plain test-demos test-san test-valgrind
-	@scripts/summary.sh build/results
+	@rm -rf build/results && mkdir -p build/results
+	@$(MAKE) --no-print-directory -k test-plain test-package test-demos test-san test-valgrind; \
+	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
 	@scripts/run-tests.sh plain build/results $(TEST_BIN)
@@ -112,6 +113,10 @@ test-san:
 test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
 	@scripts/selfcheck.sh valgrind $(BUILD)/tests/selfcheck
 	@scripts/run-tests.sh valgrind build/results $(TEST_BIN)
+
+test-package: lib
+	@mkdir -p build/results
+	@scripts/test-package.sh build/results
 
 test-demos: $(DEMO_BIN)
 	@scripts/run-demos.sh build/results $(DEMO_BIN)

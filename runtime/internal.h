@@ -259,7 +259,9 @@ void rill__stacks_free(void);
 /* ---- scopes (scope.c) ---------------------------------------------------- */
 
 void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
-bool rill__scope_is_cancelled(const rill_scope *s);
+static inline bool rill__scope_is_cancelled(const rill_scope *s) {
+    return s->cancel_called || s->deadline_fired;
+}
 
 /* ---- groups (group.c) ---------------------------------------------------- */
 

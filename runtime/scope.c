@@ -9,21 +9,18 @@
 #define SCOPE_OPEN 0x5c09e0e1u
 #define SCOPE_EXITED 0x5c09e0e0u
 
-bool rill__scope_is_cancelled(const rill_scope *s) {
-    return s->cancel_called || s->deadline_fired;
-}
-
 static void deadline_fired(rill__timer *t) {
     rill_scope *s = rill__container_of(t, rill_scope, timer);
     s->deadline_fired = 1;
     rill__recheck(s->fiber);
 }
 
-static void set_deadline(rill_scope *s, double deadline) {
+/* `now` may be passed in by a caller that just read the clock. */
+static void set_deadline(rill_scope *s, double deadline, double now) {
     s->deadline = deadline;
     rill__timer_disarm(&s->timer);
     if (s->deadline_fired || deadline >= INFINITY) return;
-    if (deadline <= rill_now()) {
+    if (deadline <= (isnan(now) ? rill_now() : now)) {
         s->deadline_fired = 1;
         rill__recheck(s->fiber);
         return;
@@ -31,35 +28,45 @@ static void set_deadline(rill_scope *s, double deadline) {
     rill__timer_arm(&s->timer, deadline, deadline_fired);
 }
 
-void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline) {
+static void scope_open(rill_scope *s, rill__fiber *f, double deadline, double now) {
     s->parent = f->scope;
     s->fiber = f;
     s->magic = SCOPE_OPEN;
     s->cancel_called = s->deadline_fired = s->shield = 0;
     s->timer.slot = 0;
     f->scope = s;
-    set_deadline(s, deadline);
+    set_deadline(s, deadline, now);
 }
 
-void rill_scope_enter_at(rill_scope *s, double deadline) {
+void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline) {
+    scope_open(s, f, deadline, NAN);
+}
+
+static bool enter_allowed(const rill_scope *s, double t) {
     rill__rt *rt = rill__self;
-    if (!s || isnan(deadline)) {
+    if (!s || isnan(t)) {
         errno = EINVAL;
-        return;
+        return false;
     }
     if (!rt || rt->current == &rt->host) {
         errno = EPERM;
-        return;
+        return false;
     }
-    rill__scope_open(s, rt->current, deadline);
+    return true;
+}
+
+void rill_scope_enter_at(rill_scope *s, double deadline) {
+    if (enter_allowed(s, deadline)) scope_open(s, rill__self->current, deadline, NAN);
 }
 
 void rill_scope_enter(rill_scope *s, double timeout) {
-    if (isnan(timeout)) {
-        errno = EINVAL;
+    if (!enter_allowed(s, timeout)) return;
+    if (timeout >= INFINITY) {
+        scope_open(s, rill__self->current, INFINITY, NAN);
         return;
     }
-    rill_scope_enter_at(s, timeout >= INFINITY ? INFINITY : rill_now() + timeout);
+    double now = rill_now(); /* read once: the deadline and the past-check */
+    scope_open(s, rill__self->current, now + timeout, now);
 }
 
 static bool is_open(const rill_scope *s) {
@@ -73,7 +80,7 @@ void rill_scope_reschedule(rill_scope *s, double deadline) {
         errno = EINVAL;
         return;
     }
-    set_deadline(s, deadline);
+    set_deadline(s, deadline, NAN);
 }
 
 void rill_scope_shield(rill_scope *s, bool on) {
