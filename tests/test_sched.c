@@ -272,3 +272,30 @@ Test(sched, detach_loop_cancels_what_is_left, .timeout = TEST_TIMEOUT) {
     ev_loop_destroy(loop);
     expect_eq(rill_attach(NULL), -EINVAL);
 }
+
+/* ---- the user's own watchers on rill's loop ------------------------------------- */
+
+static int sleeps_until_a_user_timer_cancels(void *arg);
+
+static void cancels_main(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    rill_cancel(w->data); /* from a libev callback: the host, not a fiber */
+}
+
+Test(sched, a_watcher_of_the_users_own_counts_as_a_possible_wakeup, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(sleeps_until_a_user_timer_cancels, NULL), -ECANCELED);
+}
+
+static int sleeps_until_a_user_timer_cancels(void *arg) {
+    (void)arg;
+    ev_timer tm;
+    ev_timer_init(&tm, cancels_main, 0.02, 0);
+    tm.data = rill_current();
+    ev_timer_start(rill_loop(), &tm);
+    /* Nothing of rill's can end this sleep, but the user's timer can: this
+     * is not a deadlock. */
+    int rc = rill_sleep(RILL_FOREVER);
+    ev_timer_stop(rill_loop(), &tm);
+    return rc;
+}
