@@ -8,7 +8,8 @@
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
 #
-# Knobs: CC, OPTIMIZATION, PREFIX, SANITIZER, WERROR, CFLAGS, LDFLAGS.
+# Knobs: CC, OPTIMIZATION, PREFIX, SANITIZER, WERROR, CFLAGS, LDFLAGS;
+# V=1 prints every command.
 
 CC ?= cc
 OPTIMIZATION ?= -O2
@@ -16,6 +17,10 @@ PREFIX ?= /usr/local
 SANITIZER ?=
 WERROR ?= -Werror
 VERSION = 0.1.0
+V ?= 0
+ifeq ($(V),0)
+say = @printf '  %-6s %s\n' $(1) $(2);
+endif
 
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
        -Wwrite-strings $(WERROR)
@@ -62,15 +67,15 @@ deps-test:
 
 $(BUILD)/obj/%.o: runtime/%.c runtime/internal.h include/rill.h
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) -c $< -o $@
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -c $< -o $@
 
 $(BUILD)/librill.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)ar rcs $@ $^
 
 # Only rill_* is exported: everything is hidden unless marked RILL_API.
 $(BUILD)/librill.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,librill.so.0 $(FINAL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,librill.so.0 $(FINAL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/rill.pc: FORCE
 	@mkdir -p $(@D)
@@ -82,16 +87,16 @@ $(BUILD)/rill.pc: FORCE
 
 $(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ $(FINAL_LDFLAGS) \
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ $(FINAL_LDFLAGS) \
 	  $(BUILD)/librill.a $(LIBS) -lcriterion -lm
 
 $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/librill.a
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
 # ---- tests -------------------------------------------------------------------
 # The suite runs three ways; scripts/run-tests.sh fails a mode if any sanitizer
@@ -124,7 +129,7 @@ test-demos: $(DEMO_BIN)
 # A deliberately faulty test program: the harness must catch it.
 $(BUILD)/tests/selfcheck: tests/selfcheck.c
 	@mkdir -p $(@D)
-	$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -O0 $< -o $@ $(FINAL_LDFLAGS) -lcriterion
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -O0 $< -o $@ $(FINAL_LDFLAGS) -lcriterion
 
 # ---- demos, benchmarks ----------------------------------------------------------
 demo: deps

@@ -31,18 +31,6 @@
  */
 #include "demo.h"
 
-
-
-/* The errno names this demo prints (rill_strerror() gives the description). */
-static const char *errname(int err) {
-    switch (err) {
-    case 0: return "0";
-    case -ECANCELED: return "-ECANCELED";
-    case -ETIMEDOUT: return "-ETIMEDOUT";
-    default: return "-E?";
-    }
-}
-
 /* ---- 1. A worker loop that cleans up and re-propagates ------------------ */
 
 struct worker {

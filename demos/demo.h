@@ -24,6 +24,19 @@ static inline void expect(bool ok, const char *claim) {
     }
 }
 
+/* The errno names this demo prints (rill_strerror() gives the description). */
+static inline const char *errname(int err) {
+    switch (err) {
+    case 0: return "0";
+    case -ECANCELED: return "-ECANCELED";
+    case -ETIMEDOUT: return "-ETIMEDOUT";
+    case -EIO: return "-EIO";
+    case -EBADMSG: return "-EBADMSG";
+    case -ECONNRESET: return "-ECONNRESET";
+    default: return "-E?";
+    }
+}
+
 static inline void demo_usage(const char *prog) {
     fprintf(stderr, "usage: %s [--scale X]   (X > 0 multiplies every delay)\n", prog);
     exit(2);

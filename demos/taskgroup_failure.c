@@ -37,18 +37,6 @@ struct request {
     bool finished, cancelled, cleaned_up;
 };
 
-/* The errno names this demo prints (rill_strerror() gives the description). */
-static const char *errname(int err) {
-    switch (err) {
-    case 0: return "0";
-    case -ECANCELED: return "-ECANCELED";
-    case -EIO: return "-EIO";
-    case -EBADMSG: return "-EBADMSG";
-    case -ECONNRESET: return "-ECONNRESET";
-    default: return "-E?";
-    }
-}
-
 /* A child: "fetch" something, then succeed or fail as told.  Whatever
  * happens, it releases what it holds before returning. */
 static int fetch_user(void *arg) {

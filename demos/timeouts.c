@@ -19,20 +19,9 @@
  */
 #include "demo.h"
 
-
-
 #define FAST_URL "https://api.example.com/fast"
 #define SLOW_URL "https://api.example.com/slow"
 
-/* The errno names this demo prints (rill_strerror() gives the description). */
-static const char *errname(int err) {
-    switch (err) {
-    case 0: return "0";
-    case -ECANCELED: return "-ECANCELED";
-    case -ETIMEDOUT: return "-ETIMEDOUT";
-    default: return "-E?";
-    }
-}
 
 /* A simulated request that takes `secs`; the response goes into body. */
 static int fetch_data(const char *url, double secs, char *body, size_t size) {
