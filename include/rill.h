@@ -119,6 +119,9 @@ struct rill_group {
     int nfailures, first_status;
     bool cancelled, waited;
     int *statuses;               /* rill_gather's, or NULL */
+    struct rill__fiber *owner;   /* the fiber whose stack holds the group */
+    rill_scope body;             /* the body's scope, from init to wait */
+    bool scoped;                 /* body is open (init ran in a fiber) */
     rill_failure failures[RILL__GROUP_KEEP];
 };
 

@@ -14,7 +14,7 @@ const char *rill_strerror(int err) {
     case ETIMEDOUT: return "timed out (the scope's deadline fired)";
     case EPIPE: return "closed (generator closed by its consumer, or queue closed)";
     case EPERM: return "not in a fiber (a blocking call made outside rill_run)";
-    case EDEADLK: return "deadlock (every fiber blocked, nothing can wake one)";
+    case EDEADLK: return "deadlock (nothing could ever end this wait)";
     default: break;
     }
 #ifdef __GLIBC__

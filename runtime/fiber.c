@@ -14,6 +14,7 @@
  * Released stacks of the default size are kept in a per-thread pool, so that
  * spawning is a pop from a list.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -47,7 +48,7 @@
 /* Free default-size stacks kept per thread.  A burst of live fibers beyond
  * it pays an mmap, an mprotect and page faults (~13 us) per extra stack, so
  * keep it well above common bursts; each costs two of the mappings budgeted
- * in guard_budget() and only the pages it touched. */
+ * in cfg.guard_budget and only the pages it touched. */
 #define POOL_MAX 2048u
 #define SLAB_STACKS 64u     /* stacks per fallback slab */
 
@@ -64,78 +65,79 @@ static _Thread_local struct {
     slab *slabs;
 } pool;
 
-static size_t page_size(void) {
-    static size_t cached;
-    if (!cached) cached = (size_t)sysconf(_SC_PAGESIZE);
-    return cached;
-}
+/* Sizes beyond this are refused: they would overflow the page and slab
+ * arithmetic long before any system could map them. */
+#define MAX_STACK ((size_t)1 << 30)
 
-static size_t round_pages(size_t n) {
-    size_t p = page_size();
-    return (n + p - 1) / p * p;
-}
+/* Read once per process (pthread_once: runtimes on several threads). */
+static struct {
+    size_t page;          /* the page size */
+    size_t stack;         /* default stack size: RILL_STACK_SIZE or built-in */
+    size_t guard_budget;  /* guarded stacks alive at once, at most */
+    bool guards;          /* RILL_GUARD_PAGES=0 turns guard pages off */
+} cfg;
+static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
 
+static size_t round_pages(size_t n) { return (n + cfg.page - 1) / cfg.page * cfg.page; }
+
+/* A size in bytes with an optional k/m suffix; dflt when absent or invalid. */
 static size_t env_size(const char *name, size_t dflt) {
     const char *s = getenv(name);
     if (!s || !*s) return dflt;
     char *end;
+    errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (*end == 'k' || *end == 'K') v *= 1024, end++;
-    else if (*end == 'm' || *end == 'M') v *= 1024 * 1024, end++;
-    if (*end || v == 0) return dflt;
-    return (size_t)v;
+    unsigned long long unit = 1;
+    if (*end == 'k' || *end == 'K') unit = 1024, end++;
+    else if (*end == 'm' || *end == 'M') unit = 1024 * 1024, end++;
+    if (*end || errno || v == 0 || v > MAX_STACK / unit) return dflt;
+    return (size_t)(v * unit);
 }
+
+/* Leave room, below vm.max_map_count, for the program's other mappings and
+ * for the slabs we fall back to: each guarded stack costs two mappings. */
+static size_t read_guard_budget(void) {
+    size_t max = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        unsigned long v;
+        if (fscanf(f, "%lu", &v) == 1 && v > 0) max = v;
+        fclose(f);
+    }
+    return max > 16384 ? (max - 8192) / 2 : max / 4;
+}
+
+static void cfg_read(void) {
+    cfg.page = (size_t)sysconf(_SC_PAGESIZE);
+#ifdef RILL_ASAN
+    size_t dflt = 256u * 1024u; /* instrumented frames are much larger */
+#else
+    size_t dflt = 64u * 1024u;
+#endif
+    size_t n = env_size("RILL_STACK_SIZE", dflt);
+    cfg.stack = round_pages(n < MIN_STACK ? MIN_STACK : n);
+    cfg.guard_budget = read_guard_budget();
+    const char *g = getenv("RILL_GUARD_PAGES");
+    cfg.guards = !(g && strcmp(g, "0") == 0);
+}
+
+static void cfg_load(void) { pthread_once(&cfg_once, cfg_read); }
 
 size_t rill__default_stack_size(void) {
-    static size_t cached;
-    if (!cached) {
-#ifdef RILL_ASAN
-        size_t dflt = 256u * 1024u; /* instrumented frames are much larger */
-#else
-        size_t dflt = 64u * 1024u;
-#endif
-        size_t n = env_size("RILL_STACK_SIZE", dflt);
-        cached = round_pages(n < MIN_STACK ? MIN_STACK : n);
-    }
-    return cached;
+    cfg_load();
+    return cfg.stack;
 }
 
-/* RILL_GUARD_PAGES=0 turns guard pages off: every stack is a slab stack. */
-static bool guard_pages_wanted(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        const char *s = getenv("RILL_GUARD_PAGES");
-        cached = !(s && strcmp(s, "0") == 0);
-    }
-    return cached;
-}
-
-/* Guarded stacks alive in the process, against a budget that leaves room
- * for the program's other mappings (and for the slabs we fall back to):
- * mappings are counted per process, so the counter is shared by threads. */
+/* Guarded stacks alive in the process: mappings are counted per process, so
+ * the counter is shared by threads. */
 static atomic_size_t guarded_live;
 static atomic_bool guards_warned;
-
-static size_t guard_budget(void) {
-    static size_t cached;
-    if (!cached) {
-        size_t max = 65530;
-        FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
-        if (f) {
-            unsigned long v;
-            if (fscanf(f, "%lu", &v) == 1 && v > 0) max = v;
-            fclose(f);
-        }
-        cached = max > 16384 ? (max - 8192) / 2 : max / 4;
-    }
-    return cached;
-}
 
 static void guards_ran_out(void) {
     if (!atomic_exchange(&guards_warned, true))
         fprintf(stderr, "rill: near the memory-mapping limit (vm.max_map_count = %zu); "
                         "new fiber stacks are unguarded, checked by canary\n",
-                guard_budget() * 2 + 8192);
+                cfg.guard_budget * 2 + 8192);
 }
 
 /* The descriptor lives at the top of the stack's own memory. */
@@ -153,15 +155,15 @@ static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
 }
 
 static rill__stack *map_guarded(size_t size) {
-    size_t len = size + page_size();
+    size_t len = size + cfg.page;
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
-    if (mprotect(map, page_size(), PROT_NONE) != 0) {
+    if (mprotect(map, cfg.page, PROT_NONE) != 0) {
         munmap(map, len);
         return NULL;
     }
-    return carve(map + page_size(), size, map, len);
+    return carve(map + cfg.page, size, map, len);
 }
 
 /* Free slab stacks of one size.  Stacks differ in size only through
@@ -191,7 +193,7 @@ static rill__stack *from_slab(size_t size) {
         c->free = st->next_free;
         return st;
     }
-    size_t len = page_size() + SLAB_STACKS * size;
+    size_t len = cfg.page + SLAB_STACKS * size;
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
@@ -201,11 +203,11 @@ static rill__stack *from_slab(size_t size) {
     pool.slabs = sl;
     /* Keep all but the first slot on the free list. */
     for (unsigned i = SLAB_STACKS - 1; i > 0; i--) {
-        rill__stack *st = carve(map + page_size() + i * size, size, NULL, 0);
+        rill__stack *st = carve(map + cfg.page + i * size, size, NULL, 0);
         st->next_free = c->free;
         c->free = st;
     }
-    return carve(map + page_size(), size, NULL, 0);
+    return carve(map + cfg.page, size, NULL, 0);
 }
 
 static rill__stack *stack_get(size_t size) {
@@ -214,8 +216,8 @@ static rill__stack *stack_get(size_t size) {
         st = pool.free;
         pool.free = st->next_free;
         pool.nfree--;
-    } else if (guard_pages_wanted()) {
-        if (atomic_load(&guarded_live) < guard_budget()) st = map_guarded(size);
+    } else if (cfg.guards) {
+        if (atomic_load(&guarded_live) < cfg.guard_budget) st = map_guarded(size);
         if (st) atomic_fetch_add(&guarded_live, 1);
         else guards_ran_out();
     }
@@ -301,21 +303,47 @@ _Noreturn static void overflowed(const rill__fiber *f) {
 }
 
 static struct sigaction old_segv;
-static bool segv_installed;
+static atomic_bool segv_installed;
+
+/* The stack pointer at the fault, where we know how to read it. */
+static const char *fault_sp(const void *uctx) {
+#if defined(__x86_64__)
+    return (const char *)((const ucontext_t *)uctx)->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (const char *)((const ucontext_t *)uctx)->uc_mcontext.sp;
+#else
+    (void)uctx;
+    return NULL;
+#endif
+}
+
+/* Has the running fiber overflowed?  Its stack pointer is below its stack
+ * (a frame of any size), or the fault is in its guard page or, for slab
+ * stacks that have none, just below the stack. */
+static bool is_overflow(const rill__fiber *f, const siginfo_t *si, const void *uctx) {
+    const rill__stack *st = f->stack;
+    const char *sp = fault_sp(uctx), *a = si->si_addr;
+    if (sp && sp < st->lo && sp + MAX_STACK > st->lo) return true;
+    return a < st->lo + 64 && a + 256 * 1024 >= st->lo;
+}
 
 static void on_segv(int sig, siginfo_t *si, void *uctx) {
     rill__rt *rt = rill__self;
     rill__fiber *f = rt ? rt->current : NULL;
-    /* A fault in the guard page, or (for slab stacks, which have none) just
-     * below the stack, is the running fiber overflowing. */
-    if (f && f->stack) {
-        char *a = si->si_addr;
-        if (a < f->stack->lo + 64 && a + 256 * 1024 >= f->stack->lo) overflowed(f);
+    /* si_code > 0: a real fault, not kill() or raise(). */
+    if (si->si_code > 0 && f && f->stack && is_overflow(f, si, uctx)) overflowed(f);
+    /* Not ours: hand it to the handler that was there before us, and stay
+     * installed.  With none, die the default way. */
+    if (old_segv.sa_flags & SA_SIGINFO) {
+        old_segv.sa_sigaction(sig, si, uctx);
+        return;
     }
-    /* Not ours: restore the previous handler and let the fault recur. */
-    (void)sig;
-    (void)uctx;
-    sigaction(SIGSEGV, &old_segv, NULL);
+    if (old_segv.sa_handler != SIG_DFL && old_segv.sa_handler != SIG_IGN) {
+        old_segv.sa_handler(sig);
+        return;
+    }
+    signal(SIGSEGV, SIG_DFL);
+    if (si->si_code <= 0) raise(sig); /* a real fault recurs by itself */
 }
 
 int rill__signals_begin(rill__rt *rt) {
@@ -329,7 +357,7 @@ int rill__signals_begin(rill__rt *rt) {
         return -errno;
     }
     /* The handler is process-wide; installed once, it stays. */
-    if (!__atomic_exchange_n(&segv_installed, true, __ATOMIC_SEQ_CST)) {
+    if (!atomic_exchange(&segv_installed, true)) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_segv;
@@ -365,7 +393,9 @@ static void trampoline(void) {
 }
 
 int rill__fiber_init(rill__fiber *f, size_t size) {
-    if (size == 0) size = rill__default_stack_size();
+    cfg_load();
+    if (size == 0) size = cfg.stack;
+    if (size > MAX_STACK) return -EINVAL;
     size = round_pages(size < MIN_STACK ? MIN_STACK : size);
     /* volatile: getcontext "returns twice" as far as the compiler knows. */
     rill__stack *volatile st = stack_get(size);

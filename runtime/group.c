@@ -22,6 +22,15 @@ void rill_group_init(rill_group *g) {
     g->nfailures = g->first_status = 0;
     g->cancelled = g->waited = false;
     g->statuses = NULL;
+    /* A group on a fiber's stack must be waited for before that frame dies:
+     * remember whose stack it is, so a task returning early is caught. */
+    rill__rt *rt = rill__self;
+    rill__fiber *f = rt && rt->current != &rt->host ? rt->current : NULL;
+    g->owner = f && f->stack && (char *)g >= f->stack->lo && (char *)g < f->stack->hi ? f : NULL;
+    /* The code from here to rill_group_wait is the body of `async with
+     * TaskGroup()`: it runs in a scope that a child's failure cancels. */
+    g->scoped = f != NULL;
+    if (f) rill__scope_open(&g->body, f, INFINITY);
 }
 
 static void cancel_children(rill_group *g) {
@@ -30,12 +39,18 @@ static void cancel_children(rill_group *g) {
         rill_cancel(rill__container_of(n, rill_task, link));
 }
 
+/* Cancel the children and the body (Trio's nursery.cancel_scope.cancel()). */
+static void cancel_group(rill_group *g) {
+    cancel_children(g);
+    if (g->scoped) rill_scope_cancel(&g->body);
+}
+
 void rill_group_cancel(rill_group *g) {
     if (!valid(g) || g->waited) {
         errno = EINVAL;
         return;
     }
-    cancel_children(g);
+    cancel_group(g);
 }
 
 int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts *o) {
@@ -45,7 +60,7 @@ int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts
     t->group = g;
     t->index = g->spawned++;
     rill__list_push(&g->children, &t->link);
-    g->live++;
+    if (g->live++ == 0 && g->owner) g->owner->busy_groups++;
     /* Trio's rule: a child spawned into a cancelled group starts cancelled. */
     if (g->cancelled) rill_cancel(t);
     return 0;
@@ -58,7 +73,7 @@ int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg) {
 void rill__group_child_ended(rill_task *t) {
     rill_group *g = t->group;
     rill__list_remove(&t->link);
-    g->live--;
+    if (--g->live == 0 && g->owner) g->owner->busy_groups--;
     int st = t->status;
     if (g->statuses) g->statuses[t->index] = st;
     /* Ending by a cancellation that was asked for is not a failure. */
@@ -68,14 +83,14 @@ void rill__group_child_ended(rill_task *t) {
             g->failures[g->nfailures] = (rill_failure){.index = t->index, .status = st};
         if (g->nfailures == 0) g->first_status = st;
         g->nfailures++;
-        if (!(g->flags & RILL_RETURN_ERRORS)) cancel_children(g);
+        if (!(g->flags & RILL_RETURN_ERRORS)) cancel_group(g);
     }
     if (g->live == 0) rill__waitq_wake_all(&g->waiters, 0);
 }
 
-/* Wait for every child; *interrupted tells whether the caller was cancelled
- * (or woken by the deadlock check) on the way, in which case the children were cancelled and
- * waited for regardless.  Returns 0, or the error that interrupted. */
+/* Wait for every child.  Returns 0, or what interrupted the wait
+ * (-ECANCELED, -EDEADLK): then the children were cancelled and waited for
+ * all the same. */
 static int wait_children(rill_group *g) {
     rill__waiter w;
     int rc = rill__checkpoint();
@@ -96,13 +111,26 @@ static int wait_children(rill_group *g) {
     return rc;
 }
 
+/* Close the body's scope and say how the wait ended: -ECANCELED only for
+ * the caller's own cancellation (the group's, by a failure or by
+ * rill_group_cancel, ends with the body), else the first failure. */
+static int finish(rill_group *g, int rc, bool return_errors) {
+    if (g->scoped) rill__scope_unlink(&g->body);
+    g->scoped = false;
+    g->waited = true;
+    if (rc == -EDEADLK) return rc;
+    if (rc == -ECANCELED && rill__fiber_cancelled(rill__self->current)) return rc;
+    return return_errors || !g->nfailures ? 0 : g->first_status;
+}
+
 int rill_group_wait(rill_group *g) {
-    if (!valid(g) || g->waited || !rill__list_empty(&g->waiters)) return -EINVAL;
+    if (!valid(g)) return -EINVAL;
+    rill_task *me = rill_current();
+    if (me && me->group == g) return -EDEADLK; /* it would wait for itself */
+    if (g->waited || !rill__list_empty(&g->waiters)) return -EINVAL;
     int rc = wait_children(g);
     if (rc == -EPERM) return rc;
-    g->waited = true;
-    if (rc) return rc;
-    return g->nfailures ? g->first_status : 0;
+    return finish(g, rc, false);
 }
 
 int rill_group_errors(const rill_group *g, rill_failure *out, int max) {
@@ -128,18 +156,12 @@ int rill_gather(int n, rill_fn *const fns[], void *const args[], int statuses[],
     g.statuses = statuses;
     for (int i = 0; i < n; i++) {
         if (statuses) statuses[i] = 0;
-        if ((rc = rill_group_spawn(&g, fns[i], args ? args[i] : NULL)) < 0) break;
+        if ((rc = rill_group_spawn(&g, fns[i], args ? args[i] : NULL)) < 0) {
+            for (int j = i; statuses && j < n; j++) statuses[j] = rc;
+            cancel_group(&g);
+            finish(&g, wait_children(&g), false);
+            return rc;
+        }
     }
-    if (rc < 0) {
-        int spawned = g.spawned;
-        cancel_children(&g);
-        wait_children(&g);
-        if (statuses)
-            for (int i = spawned; i < n; i++) statuses[i] = rc;
-        return rc;
-    }
-    rc = wait_children(&g);
-    if (rc) return rc;
-    if (flags & RILL_RETURN_ERRORS) return 0;
-    return g.nfailures ? g.first_status : 0;
+    return finish(&g, wait_children(&g), flags & RILL_RETURN_ERRORS);
 }

@@ -16,13 +16,15 @@
  *
  * Fiber states and the lists a fiber is on
  * ----------------------------------------
+ *   NEW      being created; on no list (becomes READY before its creator
+ *            returns)
  *   READY    on rt->runq (via fiber.node); fiber.wait == NULL
  *   RUNNING  on no queue; rt->current == fiber
  *   BLOCKED  fiber.wait points to its rill__waiter, which is on exactly the
  *            wait list (or timer, or fd watcher) that will wake it
  *   DONE     on no queue; its stack is released by the next fiber to run
  * Every fiber that has not ended is also on rt->all (fiber.all_node).
- * Allowed transitions: READY->RUNNING (switched to), RUNNING->READY (yield),
+ * Allowed transitions: NEW->READY, READY->RUNNING (switched to), RUNNING->READY (yield),
  * RUNNING->BLOCKED (rill__suspend), BLOCKED->READY (rill__wake: by the waker,
  * or by rill__interrupt on cancellation), RUNNING->DONE.  Anything else is a
  * broken invariant and aborts with a message (RILL_ASSERT).
@@ -99,6 +101,7 @@ typedef struct rill__stack {
 /* ---- fibers -------------------------------------------------------------- */
 
 typedef enum rill__state {
+    RILL__NEW,      /* being created: on no list yet */
     RILL__READY,
     RILL__RUNNING,
     RILL__BLOCKED,
@@ -116,6 +119,7 @@ typedef struct rill__fiber {
     bool is_task;              /* the fiber is the first member of a rill_task */
     struct rill__waiter *wait; /* while BLOCKED */
     rill_scope *scope;         /* innermost open scope */
+    unsigned busy_groups;      /* groups on this stack with live children */
     void (*entry)(struct rill__fiber *); /* first code run on the stack */
     const char *name;
     /* AddressSanitizer's view of this fiber's stack. */
@@ -166,11 +170,14 @@ int rill__timers_run(double now);
 /* The earliest deadline armed, or INFINITY. */
 double rill__timers_next(void);
 void rill__timers_free(void);
+/* Disarm every timer whose struct lies in [lo, hi): a dead fiber's stack. */
+void rill__timers_disarm_within(const void *lo, const void *hi);
 
 /* ---- tasks (task.c) ----------------------------------------------------- */
 
 struct rill_task {
     rill__fiber fiber;         /* first: a fiber of a task is its task */
+    uint32_t magic;            /* RILL__TASK_LIVE from spawn until freed */
     rill_scope root;           /* the body runs inside it */
     rill_fn *fn;
     void *arg;
@@ -182,9 +189,13 @@ struct rill_task {
                                   runs.  Any other task: on rt->unjoined from
                                   its end until joined or detached */
     bool detached, ended;
+    bool joining;              /* a fiber is inside rill_join(t) */
     char name_buf[32];
     struct rill_task *next_free; /* in the runtime's cache of task structs */
 };
+
+#define RILL__TASK_LIVE 0x7a5c0a11u
+#define RILL__TASK_FREED 0x7a5c0dedu
 
 rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o);
 void rill__task_free(rill_task *t);
@@ -195,7 +206,8 @@ void rill__tasks_free_unjoined(void);
 
 typedef struct rill__rt {
     struct ev_loop *loop;
-    bool own_loop;             /* created by rill_run (not attached) */
+    bool own_loop;             /* created by rill_run: destroyed with rt */
+    bool attached;             /* fibers run from a foreign loop's watchers */
     rill__fiber host;          /* the thread's own stack */
     rill__fiber *current;      /* RUNNING fiber, or &host */
     rill__fiber *dead;         /* DONE fiber whose stack awaits release */
@@ -206,6 +218,9 @@ typedef struct rill__rt {
     size_t nfibers;            /* length of `all` */
     unsigned budget;           /* hand-offs left before the host polls */
     bool deadlocked;           /* a deadlock was found: rill_run says so */
+    bool shutting_down;        /* main has ended: new tasks start cancelled */
+    uint64_t ended_count;      /* fibers ended so far: progress, for deadlocks */
+    uint64_t ended_at_deadlock; /* ended_count when the last deadlock was found */
     uint64_t spawned;          /* for default names */
     rill_task *main;           /* rill_run's main task */
     /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */
@@ -259,6 +274,11 @@ void rill__stacks_free(void);
 /* ---- scopes (scope.c) ---------------------------------------------------- */
 
 void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
+/* Close s wherever it is in its fiber's chain; the scopes inside it stay
+ * open, now under s's parent. */
+void rill__scope_unlink(rill_scope *s);
+/* Mark s's deadline as fired (and its timer disarmed). */
+void rill__scope_expire(rill_scope *s);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
     return s->cancel_called || s->deadline_fired;
 }

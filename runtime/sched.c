@@ -31,8 +31,14 @@ double rill_now(void) {
 struct ev_loop *rill_loop(void) { return rill__self ? rill__self->loop : NULL; }
 
 void rill__make_ready(rill__fiber *f) {
+    rill__rt *rt = rill__self;
+    RILL_ASSERT(f->state != RILL__READY && f->state != RILL__DONE,
+                "made a fiber ready twice, or after it ended");
     f->state = RILL__READY;
-    rill__list_push(&rill__self->runq, &f->node);
+    rill__list_push(&rt->runq, &f->node);
+    /* Woken by a callback of a foreign loop's last iteration: keep that
+     * loop from returning before the fiber has run. */
+    if (rt->attached && rt->current == &rt->host) ev_idle_start(rt->loop, &rt->idle);
 }
 
 void rill__fiber_track(rill__fiber *f) {
@@ -106,11 +112,43 @@ static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- deadlock ---------------------------------------------------------------- */
 
+/* Free every fiber without running it again: for fibers that blocked again,
+ * with nothing to wake them, after being woken with -EDEADLK. */
+static void abandon_all(rill__rt *rt) {
+    /* First take every wait off the lists it is on (some live on other
+     * abandoned stacks), then release the stacks. */
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
+    }
+    rill__list *n;
+    while ((n = rill__list_pop(&rt->all))) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        rt->nfibers--;
+        rill__timers_disarm_within(f->stack->lo, f->stack->hi);
+        f->state = RILL__DONE;
+        rill__fiber_release(f);
+        if (!f->is_task) continue;
+        rill_task *t = (rill_task *)f;
+        t->ended = true;
+        t->status = -EDEADLK;
+        if (t != rt->main) rill__task_free(t);
+    }
+}
+
 static void deadlock(rill__rt *rt) {
+    if (rt->deadlocked && rt->ended_count == rt->ended_at_deadlock) {
+        fprintf(stderr, "rill: still deadlocked, and no fiber ended since they were woken "
+                        "with -EDEADLK: abandoning %zu fiber%s without unwinding them\n",
+                rt->nfibers, rt->nfibers == 1 ? "" : "s");
+        abandon_all(rt);
+        return;
+    }
     fprintf(stderr, "rill: deadlock: every fiber is blocked and nothing can "
                     "wake one; their blocking calls return -EDEADLK\n");
     rill_dump(stderr);
     rt->deadlocked = true;
+    rt->ended_at_deadlock = rt->ended_count;
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         rill__interrupt(f, -EDEADLK);
@@ -132,6 +170,7 @@ static void drive(rill__rt *rt, rill_task *main) {
         run_ready(rt);
         if (rt->nfibers == 0) return;
         if (main && main->ended && !rest_cancelled) {
+            rt->shutting_down = true;
             cancel_all_tasks(rt);
             rest_cancelled = true;
             continue;
@@ -212,6 +251,9 @@ int rill_run(rill_fn *main, void *arg) {
 /* ---- embedding into a foreign libev loop ------------------------------------ */
 
 static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
+    /* A fiber that runs the loop itself (ev_run from inside a fiber) must not
+     * have the host's context overwritten under it. */
+    if (rt->current != &rt->host) return;
     rill__timers_poll();
     run_ready(rt);
     /* Fibers still ready: keep the loop from blocking in its poll. */
@@ -252,18 +294,21 @@ int rill_attach(struct ev_loop *loop) {
     ev_unref(loop);
     ev_check_start(loop, &rt->check);
     ev_unref(loop);
+    rt->attached = true;
     return 0;
 }
 
 int rill_detach_loop(void) {
     rill__rt *rt = rill__self;
-    if (!rt || rt->own_loop) return -EINVAL;
+    if (!rt || !rt->attached) return -EINVAL;
     if (rt->current != &rt->host) return -EPERM;
     ev_ref(rt->loop);
     ev_prepare_stop(rt->loop, &rt->prepare);
     ev_ref(rt->loop);
     ev_check_stop(rt->loop, &rt->check);
     ev_idle_stop(rt->loop, &rt->idle);
+    rt->attached = false; /* from here on rill drives the loop itself */
+    rt->shutting_down = true;
     cancel_all_tasks(rt);
     drive(rt, NULL);
     int rc = rt->deadlocked ? -EDEADLK : 0;
@@ -274,6 +319,7 @@ int rill_detach_loop(void) {
 /* ---- rill_dump ----------------------------------------------------------------- */
 
 static const char *const state_names[] = {
+    [RILL__NEW] = "new",
     [RILL__READY] = "ready",
     [RILL__RUNNING] = "running",
     [RILL__BLOCKED] = "blocked",

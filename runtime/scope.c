@@ -9,9 +9,14 @@
 #define SCOPE_OPEN 0x5c09e0e1u
 #define SCOPE_EXITED 0x5c09e0e0u
 
+void rill__scope_expire(rill_scope *s) {
+    rill__timer_disarm(&s->timer);
+    s->deadline_fired = 1;
+}
+
 static void deadline_fired(rill__timer *t) {
     rill_scope *s = rill__container_of(t, rill_scope, timer);
-    s->deadline_fired = 1;
+    rill__scope_expire(s);
     rill__recheck(s->fiber);
 }
 
@@ -52,6 +57,13 @@ static bool enter_allowed(const rill_scope *s, double t) {
         errno = EPERM;
         return false;
     }
+    /* Entering a scope that is already open would link it to itself. */
+    if (s->magic == SCOPE_OPEN)
+        for (const rill_scope *p = rt->current->scope; p; p = p->parent)
+            if (p == s) {
+                errno = EINVAL;
+                return false;
+            }
     return true;
 }
 
@@ -95,13 +107,22 @@ void rill_scope_cancel(rill_scope *s) {
     rill__recheck(s->fiber);
 }
 
+void rill__scope_unlink(rill_scope *s) {
+    rill_scope **link = &s->fiber->scope;
+    while (*link && *link != s) link = &(*link)->parent;
+    if (*link) *link = s->parent;
+    rill__timer_disarm(&s->timer);
+    s->magic = SCOPE_EXITED;
+}
+
 int rill_scope_exit(rill_scope *s) {
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
     if (!s || s->magic != SCOPE_OPEN || rt->current->scope != s) return -EINVAL;
-    rill__timer_disarm(&s->timer);
-    rt->current->scope = s->parent;
-    s->magic = SCOPE_EXITED;
+    /* A deadline that passed counts as fired even if nothing noticed yet. */
+    if (!s->deadline_fired && s->deadline < INFINITY && s->deadline <= rill_now())
+        s->deadline_fired = 1;
+    rill__scope_unlink(s);
     if (s->cancel_called) return -ECANCELED;
     if (s->deadline_fired) return -ETIMEDOUT;
     return 0;

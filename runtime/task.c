@@ -3,6 +3,7 @@
  * kept until it is joined (or dropped at once when detached or owned by a
  * group).  Task structs are recycled through a per-runtime cache.
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -40,15 +41,17 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
         errno = ENOMEM;
         return NULL;
     }
-    memset(t, 0, offsetof(rill_task, fiber.ctx)); /* ctx is set up below */
+    /* Everything but the context, which getcontext fills in. */
     memset(&t->fiber.stack, 0, sizeof *t - offsetof(rill_task, fiber.stack));
-    if (rill__fiber_init(&t->fiber, o ? o->stack_size : 0) != 0) {
+    int rc = rill__fiber_init(&t->fiber, o ? o->stack_size : 0);
+    if (rc != 0) {
         t->next_free = rt->free_tasks;
         rt->free_tasks = t;
         rt->nfree_tasks++;
-        errno = ENOMEM;
+        errno = -rc;
         return NULL;
     }
+    t->magic = RILL__TASK_LIVE;
     t->fn = fn;
     t->arg = arg;
     t->fiber.is_task = true;
@@ -63,6 +66,9 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     rill__list_init(&t->joiners);
     rill__list_init(&t->link);
     rill__scope_open(&t->root, &t->fiber, INFINITY);
+    /* Once rill_run's main has ended, every task is cancelled: so are the
+     * ones spawned while the others unwind. */
+    if (rt->shutting_down) t->root.cancel_called = 1;
     rill__fiber_track(&t->fiber);
     rill__make_ready(&t->fiber);
     return t;
@@ -70,6 +76,9 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
 
 void rill__task_free(rill_task *t) {
     rill__rt *rt = rill__self;
+    /* Cached structs keep this mark, so that a handle used again after its
+     * join or detach is refused until the struct serves a new task. */
+    t->magic = RILL__TASK_FREED;
     if (rt && rt->nfree_tasks < TASK_CACHE_MAX) {
         t->next_free = rt->free_tasks;
         rt->free_tasks = t;
@@ -79,24 +88,35 @@ void rill__task_free(rill_task *t) {
     free(t);
 }
 
-/* Scopes left open by a body that returned early: their timers would point
- * into a dead stack, so close them here, and say so once. */
+/* A body that returned without exiting its scopes left their timers armed,
+ * pointing into its dead frames (which later calls overwrite, so the scope
+ * chain cannot be walked).  Remove every timer that lives on this stack. */
 static void close_leftover_scopes(rill_task *t) {
-    static bool warned;
+    static atomic_bool warned;
     rill__fiber *f = &t->fiber;
-    if (f->scope != &t->root && !warned) {
-        warned = true;
-        fprintf(stderr, "rill: task '%s' ended inside a scope it did not exit\n", f->name);
-    }
-    for (rill_scope *s = f->scope; s; s = s->parent) rill__timer_disarm(&s->timer);
+    if (f->scope == &t->root) return;
+    rill__timers_disarm_within(f->stack->lo, f->stack->hi);
     f->scope = &t->root;
+    if (!atomic_exchange(&warned, true))
+        fprintf(stderr, "rill: task '%s' ended inside a scope it did not exit\n", f->name);
+}
+
+/* A task group on this stack with children still running would be written
+ * to, by each child's end, after the frame holding it is gone. */
+static void check_groups_waited(const rill_task *t) {
+    if (t->fiber.busy_groups == 0) return;
+    fprintf(stderr, "rill: task '%s' returned while a task group on its stack still had "
+                    "children running (rill_group_wait was not called)\n", t->fiber.name);
+    abort();
 }
 
 static void task_entry(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     t->status = t->fn(t->arg);
+    check_groups_waited(t);
     close_leftover_scopes(t);
     t->ended = true;
+    rill__self->ended_count++;
     rill__fiber_untrack(f);
     if (t->group) {
         rill__group_child_ended(t);
@@ -131,15 +151,22 @@ static bool owned(const rill_task *t) {
     return t->group || (rill__self && t == rill__self->main);
 }
 
+static bool live(const rill_task *t) { return t && t->magic == RILL__TASK_LIVE; }
+
 int rill_join(rill_task *t) {
-    if (!t) return -EINVAL;
+    if (!live(t)) return -EINVAL;
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
-    if (&t->fiber == rt->current && !owned(t)) return -EDEADLK;
-    if (owned(t) || t->detached || !rill__list_empty(&t->joiners)) return -EINVAL;
+    if (&t->fiber == rt->current) return -EDEADLK;
+    if (owned(t) || t->detached || t->joining) return -EINVAL;
     if (!t->ended) {
         rill__waiter w;
+        /* `joining` covers the whole call: once t ends, the joiners list is
+         * empty again before this fiber resumes, and a second join or a
+         * detach in that window must still be refused. */
+        t->joining = true;
         int rc = rill__waitq_wait(&t->joiners, &w, "join", t->name_buf);
+        t->joining = false;
         if (rc < 0) return rc; /* cancelled: t keeps running */
     }
     int status = t->status;
@@ -149,14 +176,14 @@ int rill_join(rill_task *t) {
 }
 
 int rill_cancel(rill_task *t) {
-    if (!t) return -EINVAL;
+    if (!live(t)) return -EINVAL;
     if (t->ended) return 0;
     rill_scope_cancel(&t->root);
     return 1;
 }
 
 void rill_detach(rill_task *t) {
-    if (!t || owned(t) || !rill__list_empty(&t->joiners)) {
+    if (!live(t) || owned(t) || t->joining) {
         errno = EINVAL;
         return;
     }
@@ -167,7 +194,7 @@ void rill_detach(rill_task *t) {
     }
 }
 
-const char *rill_task_name(const rill_task *t) { return t ? t->name_buf : "?"; }
+const char *rill_task_name(const rill_task *t) { return live(t) ? t->name_buf : "?"; }
 
 rill_task *rill_current(void) {
     rill__rt *rt = rill__self;

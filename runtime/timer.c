@@ -57,17 +57,23 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     sift_up(rt, rt->heap_len);
 }
 
+/* Take the timer in `slot` out of the heap, without touching the timer
+ * itself (it may lie in a dead stack frame: see rill__timers_disarm_within). */
+static void remove_slot(rill__rt *rt, size_t slot) {
+    rill__timer *last = rt->heap[rt->heap_len--];
+    if (slot > rt->heap_len) return; /* it was the last one */
+    place(rt, last, slot);
+    if (slot > 1 && before(last, rt->heap[slot / 2])) sift_up(rt, slot);
+    else sift_down(rt, slot);
+}
+
 void rill__timer_disarm(rill__timer *t) {
     rill__rt *rt = rill__self;
     size_t slot = t->slot;
     if (!slot) return;
-    RILL_ASSERT(rt->heap[slot] == t, "timer heap slot out of sync");
-    rill__timer *last = rt->heap[rt->heap_len--];
+    RILL_ASSERT(slot <= rt->heap_len && rt->heap[slot] == t, "timer heap slot out of sync");
     t->slot = 0;
-    if (last == t) return;
-    place(rt, last, slot);
-    if (slot > 1 && before(last, rt->heap[slot / 2])) sift_up(rt, slot);
-    else sift_down(rt, slot);
+    remove_slot(rt, slot);
 }
 
 double rill__timers_next(void) {
@@ -93,4 +99,21 @@ void rill__timers_free(void) {
     free(rt->heap);
     rt->heap = NULL;
     rt->heap_len = rt->heap_cap = 0;
+}
+
+void rill__timers_disarm_within(const void *lo, const void *hi) {
+    rill__rt *rt = rill__self;
+    /* On an error path only.  Removing re-sorts the heap, which may move an
+     * entry not yet looked at behind the scan: repeat until a pass is clean. */
+    bool again = true;
+    while (again) {
+        again = false;
+        for (size_t slot = 1; slot <= rt->heap_len; slot++) {
+            const char *p = (const char *)rt->heap[slot];
+            if (p >= (const char *)lo && p < (const char *)hi) {
+                remove_slot(rt, slot);
+                again = true;
+            }
+        }
+    }
 }

@@ -17,7 +17,22 @@ bool rill__fiber_cancelled(const rill__fiber *f) {
 int rill__checkpoint(void) {
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
-    if (rill__fiber_cancelled(rt->current)) return -ECANCELED;
+    /* As rill__fiber_cancelled, but a deadline that has passed counts even
+     * if the reactor has not fired its timer yet (the fiber may have been
+     * computing since): "a deadline in the past cancels at the next call".
+     * The clock is read only inside a scope with a deadline. */
+    double now = NAN;
+    for (rill_scope *s = rt->current->scope; s; s = s->parent) {
+        if (rill__scope_is_cancelled(s)) return -ECANCELED;
+        if (s->deadline < INFINITY) {
+            if (isnan(now)) now = rill_now();
+            if (s->deadline <= now) {
+                rill__scope_expire(s);
+                return -ECANCELED;
+            }
+        }
+        if (s->shield) break;
+    }
     return 0;
 }
 

@@ -5,8 +5,9 @@
 # "passes" but leaves a sanitizer report or a valgrind error/definite leak
 # fails the mode: Criterion itself cannot see reports printed at exit.
 # The file RESULTS_DIR/MODE.counts receives "passed failed".
-# Tests named *overflow* overflow a fiber stack on purpose: valgrind reports
-# that as an error of its own, so the valgrind mode leaves them out.
+# Tests named *overflow* or *aborts* end their process on purpose (a stack
+# overflow, an abort): valgrind reports that as an error of its own, so the
+# valgrind mode leaves them out.
 set -u
 mode=$1 res=$2
 shift 2
@@ -27,7 +28,7 @@ run() { # binary -> runs it in this mode, output to $dir/NAME.out
         RILL_UNDER_VALGRIND=1 valgrind --trace-children=yes --child-silent-after-fork=no \
             --log-file="$dir/logs/vg.$name.%p" --leak-check=full \
             --errors-for-leak-kinds=definite --show-leak-kinds=definite \
-            --error-exitcode=99 "$bin" --jobs=2 --filter='!(*overflow*)' ;;
+            --error-exitcode=99 "$bin" --jobs=2 --filter='!(*overflow*|*aborts*)' ;;
     esac
 }
 

@@ -9,8 +9,14 @@
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "rill.h"
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 /* Default per-test timeout, generous: valgrind makes everything ~30x slower. */
 #define TEST_TIMEOUT 60
@@ -30,6 +36,37 @@ static inline int rill_test_noop(void *arg) {
 }
 
 static inline bool under_valgrind(void) { return getenv("RILL_UNDER_VALGRIND") != NULL; }
+
+/* Run rill_run(fn, arg) in a child process (with RILL_GUARD_PAGES set to
+ * guard_env unless NULL), for behaviour that ends the process: returns the
+ * child's wait status and copies its stderr into err. */
+static inline int run_child(rill_fn *fn, void *arg, const char *guard_env, char *err,
+                            size_t errlen) {
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+#ifdef __SANITIZE_ADDRESS__
+        /* A sanitizer report here is expected: keep it out of the log dir
+         * that makes the run fail, and in the stderr the test reads. */
+        __sanitizer_set_report_path("stderr");
+#endif
+        if (guard_env) setenv("RILL_GUARD_PAGES", guard_env, 1);
+        _exit(rill_run(fn, arg) == 0 ? 0 : 3);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < errlen && (r = read(p[0], err + n, errlen - 1 - n)) > 0) n += (size_t)r;
+    err[n] = 0;
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
 
 /* FIBER_TEST(suite, name) { ...body returning int... }
  * The body runs as rill_run's main; the test fails unless rill_run returns 0

@@ -1036,3 +1036,106 @@ FIBER_TEST(gather, return_errors_reports_each_status_of_a_thousand_tasks) {
     expect_eq(seen, nfail);
     return 0;
 }
+
+/* ---- regressions and the body's scope ------------------------------------------ */
+
+static rill_group *selfwait_group;
+
+static int waits_for_its_own_group(void *arg) {
+    (void)arg;
+    return rill_group_wait(selfwait_group);
+}
+
+FIBER_TEST(group, a_child_waiting_for_its_own_group_gets_edeadlk) {
+    rill_group g;
+    rill_group_init(&g);
+    selfwait_group = &g;
+    expect_eq(rill_group_spawn(&g, waits_for_its_own_group, NULL), 0);
+    expect_eq(rill_group_wait(&g), -EDEADLK); /* the child's status */
+    return 0;
+}
+
+typedef struct body_probe {
+    int body_sleep_rc;
+    double took;
+} body_probe;
+
+FIBER_TEST(group, a_child_failure_cancels_the_body_too) {
+    /* asyncio's TaskGroup cancels the parent, Trio's nursery its body: the
+     * code between init and wait stops at its next blocking call. */
+    rill_group g;
+    rill_group_init(&g);
+    child c = {.sleep = 0.01, .fail = -EIO};
+    expect_eq(rill_group_spawn(&g, child_run, &c), 0);
+    double t0 = rill_now();
+    expect_eq(rill_sleep(10), -ECANCELED);
+    cr_expect(rill_now() - t0 < 5.0);
+    expect_eq(rill_group_wait(&g), -EIO); /* the failure, not -ECANCELED */
+    expect_eq(rill_yield_now(), 0);        /* and the body's cancel is over */
+    return 0;
+}
+
+FIBER_TEST(group, group_cancel_cancels_the_body_and_wait_then_returns_zero) {
+    rill_group g;
+    rill_group_init(&g);
+    child c = {.sleep = RILL_FOREVER};
+    expect_eq(rill_group_spawn(&g, child_run, &c), 0);
+    rill_group_cancel(&g);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_group_wait(&g), 0); /* as a Trio nursery whose scope was cancelled */
+    expect_eq(c.sleep_rc, -ECANCELED);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+FIBER_TEST(group, an_outer_cancel_still_ends_the_wait_with_ecanceled) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.01);
+    rill_group g;
+    rill_group_init(&g);
+    child c = {.sleep = RILL_FOREVER};
+    expect_eq(rill_group_spawn(&g, child_run, &c), 0);
+    expect_eq(rill_group_wait(&g), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(group, scopes_the_body_left_open_stay_open_after_the_wait) {
+    rill_group g;
+    rill_group_init(&g);
+    rill_scope inner;
+    rill_scope_enter(&inner, RILL_FOREVER);
+    child c = {.sleep = 0.001};
+    expect_eq(rill_group_spawn(&g, child_run, &c), 0);
+    expect_eq(rill_group_wait(&g), 0);
+    rill_scope_cancel(&inner);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&inner), -ECANCELED);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+static int returns_without_waiting(void *arg) {
+    (void)arg;
+    rill_group g;
+    rill_group_init(&g);
+    static child c = {.sleep = 0.05};
+    rill_group_spawn(&g, child_run, &c);
+    return 0; /* the child would write into this dead frame when it ends */
+}
+
+static int spawns_a_careless_task(void *arg) {
+    return rill_join(rill_spawn_opts(returns_without_waiting, NULL, &(rill_opts){.name = arg}));
+}
+
+Test(group, a_task_returning_before_waiting_for_its_group_aborts_with_a_message,
+     .timeout = TEST_TIMEOUT) {
+    char err[4096];
+    char name[] = "careless";
+    int status = run_child(spawns_a_careless_task, name, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "child status %#x, stderr: %s", status, err);
+    cr_expect(strstr(err, "rill: task 'careless' returned while a task group on its stack "
+                          "still had children running"),
+              "stderr: %s", err);
+}

@@ -299,3 +299,86 @@ static int sleeps_until_a_user_timer_cancels(void *arg) {
     ev_timer_stop(rill_loop(), &tm);
     return rc;
 }
+
+/* ---- regressions: embedding ---------------------------------------------------- */
+
+static int sleeper_state;
+
+static int sleeps_until_cancelled_and_notes_it(void *arg) {
+    (void)arg;
+    sleeper_state = 1;
+    int rc = rill_sleep(RILL_FOREVER);
+    sleeper_state = rc == -ECANCELED ? 2 : 3;
+    return 0;
+}
+
+static void cancels_task(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    rill_cancel(w->data);
+}
+
+Test(sched, a_fiber_woken_by_a_foreign_callback_runs_before_the_loop_returns,
+     .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    sleeper_state = 0;
+    rill_task *t = rill_spawn(sleeps_until_cancelled_and_notes_it, NULL);
+    rill_detach(t);
+    ev_timer tm;
+    ev_timer_init(&tm, cancels_task, 0.01, 0);
+    tm.data = t;
+    ev_timer_start(loop, &tm);
+    ev_run(loop, 0); /* the user's one-shot timer is its last watcher */
+    expect_eq(sleeper_state, 2);
+    expect_eq(rill_detach_loop(), 0);
+    ev_loop_destroy(loop);
+}
+
+static int other_ran;
+
+static int yields_three_times(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 3; i++, other_ran++) rill_yield_now();
+    return 0;
+}
+
+static int runs_the_loop_itself(void *arg) {
+    (void)arg;
+    rill_detach(rill_spawn(yields_three_times, NULL));
+    ev_run(rill_loop(), EVRUN_NOWAIT); /* a blocking client library might */
+    return rill_yield_now();
+}
+
+Test(sched, a_fiber_iterating_the_attached_loop_itself_does_not_corrupt_it,
+     .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    other_ran = 0;
+    rill_detach(rill_spawn(runs_the_loop_itself, NULL));
+    ev_run(loop, 0);
+    expect_eq(other_ran, 3);
+    expect_eq(rill_detach_loop(), 0);
+    ev_loop_destroy(loop);
+}
+
+/* ---- regressions: a deadlock that persists ---------------------------------------- */
+
+static int blocks_again_and_again(void *arg) {
+    int *wakeups = arg;
+    while (rill_sleep(RILL_FOREVER) == -EDEADLK) (*wakeups)++;
+    return 0;
+}
+
+static int main_of_a_stubborn_deadlock(void *arg) {
+    rill_task *t = rill_spawn(blocks_again_and_again, arg);
+    rill_detach(t);
+    return rill_sleep(RILL_FOREVER); /* -EDEADLK, then main ends */
+}
+
+Test(sched, fibers_that_block_again_after_edeadlk_are_abandoned_not_looped_on,
+     .init = cr_redirect_stderr, .timeout = TEST_TIMEOUT) {
+    int wakeups = 0;
+    expect_eq(rill_run(main_of_a_stubborn_deadlock, &wakeups), -EDEADLK);
+    cr_expect(wakeups >= 1 && wakeups <= 3, "woken %d times", wakeups);
+}

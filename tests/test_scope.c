@@ -323,3 +323,40 @@ FIBER_TEST(scope, null_and_nan_are_rejected) {
     expect_eq(rill_yield_now(), 0);
     return 0;
 }
+
+FIBER_TEST(scope, entering_a_scope_that_is_already_open_is_refused) {
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    errno = 0;
+    rill_scope_enter(&s, 1.0);
+    expect_eq(errno, EINVAL);
+    cr_expect(!rill_cancelled()); /* would loop forever on a cycle */
+    expect_eq(rill_yield_now(), 0);
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, a_deadline_passed_during_cpu_work_cancels_the_very_next_call) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.01);
+    double until = rill_now() + 0.03;
+    while (rill_now() < until) {
+        /* compute, without a blocking call: the reactor never runs */
+    }
+    cr_expect(rill_cancelled());
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    return 0;
+}
+
+FIBER_TEST(scope, a_deadline_that_passed_unnoticed_still_makes_exit_report_timeout) {
+    rill_scope s;
+    rill_scope_enter(&s, 0.01);
+    double until = rill_now() + 0.03;
+    while (rill_now() < until) {
+        /* no blocking call at all inside the scope */
+    }
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}

@@ -135,8 +135,21 @@ FIBER_TEST(task, cancelled_join_leaves_the_task_running) {
     return 0;
 }
 
-FIBER_TEST(task, joining_itself_is_a_deadlock_error) {
-    expect_eq(rill_join(rill_current()), -EINVAL); /* main is owned by rill_run */
+FIBER_TEST(task, main_joining_itself_is_a_deadlock_error) {
+    expect_eq(rill_join(rill_current()), -EDEADLK);
+    return 0;
+}
+
+FIBER_TEST(task, joining_a_task_that_was_already_joined_is_refused) {
+    rill_task *t = rill_spawn(returns_arg, (void *)(intptr_t)7);
+    expect_eq(rill_join(t), 7);
+    /* Its struct now waits in the cache: the stale handle is recognised
+     * (until a new spawn reuses the struct, as with any freed handle). */
+    expect_eq(rill_join(t), -EINVAL);
+    expect_eq(rill_cancel(t), -EINVAL);
+    errno = 0;
+    rill_detach(t);
+    expect_eq(errno, EINVAL);
     return 0;
 }
 
@@ -279,5 +292,119 @@ FIBER_TEST(task, hundred_thousand_fibers_spawned_and_joined) {
     for (int i = 0; i < n; i++) expect_eq(rill_join(t[i]), 0);
     expect_eq(ran, n);
     free(t);
+    return 0;
+}
+
+/* ---- regressions: the window between a task's end and its joiner's return -- */
+
+typedef struct window {
+    rill_task *t;
+    int joiner_rc, second_rc, detach_errno;
+} window;
+
+static int joins_window_target(void *arg) {
+    window *w = arg;
+    w->joiner_rc = rill_join(w->t);
+    return 0;
+}
+
+static int joins_and_detaches_in_the_window(void *arg) {
+    window *w = arg;
+    /* Runs right after w->t ended and woke the first joiner, before that
+     * joiner resumed: the joiners list is empty again here. */
+    w->second_rc = rill_join(w->t);
+    errno = 0;
+    rill_detach(w->t);
+    w->detach_errno = errno;
+    return 0;
+}
+
+static int ends_at_once(void *arg) {
+    (void)arg;
+    return 42;
+}
+
+FIBER_TEST(task, second_join_or_detach_after_the_end_but_before_the_joiner_resumes_is_refused) {
+    window w = {0};
+    /* FIFO: a (joiner) blocks on t; t ends and wakes a; b runs before a. */
+    rill_task *a = rill_spawn(joins_window_target, &w);
+    w.t = rill_spawn(ends_at_once, NULL);
+    rill_task *b = rill_spawn(joins_and_detaches_in_the_window, &w);
+    expect_eq(rill_join(a), 0);
+    expect_eq(rill_join(b), 0);
+    expect_eq(w.joiner_rc, 42);
+    expect_eq(w.second_rc, -EINVAL);
+    expect_eq(w.detach_errno, EINVAL);
+    return 0;
+}
+
+/* ---- regressions: scopes a body forgot to exit ------------------------------ */
+
+static int enters_and_forgets(void) {
+    rill_scope s; /* lives in this frame, which is gone when we return */
+    rill_scope_enter(&s, 0.02);
+    return 0;
+}
+
+static int returns_inside_a_scope(void *arg) {
+    (void)arg;
+    return enters_and_forgets();
+}
+
+static int reuses_the_stack_of_a_task_that_forgot_a_scope(void *arg) {
+    (void)arg;
+    if (rill_join(rill_spawn(returns_inside_a_scope, NULL)) != 0) return -EIO;
+    /* Reuse the dead task's stack while its forgotten deadline passes: a
+     * timer left armed would fire into that memory. */
+    rill_task *t[4];
+    for (int i = 0; i < 4; i++) t[i] = rill_spawn(sleeps_then_returns, (void *)(intptr_t)i);
+    if (rill_sleep(0.05) != 0) return -EIO;
+    for (int i = 0; i < 4; i++)
+        if (rill_join(t[i]) != i) return -EIO;
+    return 0;
+}
+
+Test(task, a_task_that_returns_inside_a_scope_leaves_no_timer_behind,
+     .init = cr_redirect_stderr, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(reuses_the_stack_of_a_task_that_forgot_a_scope, NULL), 0);
+    fflush(stderr);
+    cr_expect_stderr_eq_str("rill: task 'task-1' ended inside a scope it did not exit\n");
+}
+
+/* ---- regressions: tasks spawned while rill_run shuts down ------------------ */
+
+static int ticks_until_cancelled(void *arg) {
+    (void)arg;
+    while (rill_sleep(0.005) == 0) {
+    }
+    return 0;
+}
+
+static int spawns_while_unwinding(void *arg) {
+    (void)arg;
+    int rc = rill_sleep(RILL_FOREVER); /* cancelled when main returns */
+    rill_detach(rill_spawn(ticks_until_cancelled, NULL));
+    return rc;
+}
+
+static int leaves_a_late_spawner(void *arg) {
+    (void)arg;
+    rill_detach(rill_spawn(spawns_while_unwinding, NULL));
+    rill_yield_now();
+    return 0;
+}
+
+Test(task, a_task_spawned_while_run_shuts_down_starts_cancelled, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(leaves_a_late_spawner, NULL), 0);
+}
+
+FIBER_TEST(task, an_absurd_stack_size_is_refused) {
+    errno = 0;
+    cr_expect_null(rill_spawn_opts(returns_arg, NULL, &(rill_opts){.stack_size = SIZE_MAX}));
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    cr_expect_null(rill_spawn_opts(returns_arg, NULL,
+                                   &(rill_opts){.stack_size = (size_t)1 << 58}));
+    expect_eq(errno, EINVAL);
     return 0;
 }
