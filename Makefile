@@ -34,7 +34,7 @@ else
 BUILD ?= build
 endif
 
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) \
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
                -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) $(CFLAGS)
 FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS = -lev
@@ -81,7 +81,7 @@ $(BUILD)/rill.pc: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
 	  'includedir=$${prefix}/include' '' 'Name: rill' \
-	  'Description: asyncio-style fibers, cancel scopes and async generators on libev' \
+	  'Description: asyncio-style tasks, cancel scopes and task groups on libev fibers' \
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev' \
 	  'Cflags: -I$${includedir}' > $@
 

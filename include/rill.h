@@ -1,5 +1,5 @@
 /*
- * rill: asyncio's tasks, timeouts, cancellation and async generators for C.
+ * rill: asyncio's tasks, timeouts and cancellation (Trio's cancel scopes) for C.
  *
  * Fibers are stackful (one mmap'ed stack each, created with makecontext and
  * switched with swapcontext) and run on a libev reactor, one runtime per OS
@@ -9,14 +9,19 @@
  *
  * Conventions, for every function below:
  *   - A call that can fail returns int (or ssize_t): >= 0 on success, a
- *     negative errno on failure.  rill_strerror() names it.
+ *     negative errno on failure.  rill_strerror() describes it.
  *   - A call that creates an object returns a pointer, or NULL with errno set.
  *   - Every blocking call is a cancellation point: it returns -ECANCELED
  *     straight away while the caller is cancelled (see "Cancel scopes"), and a
  *     cancelled call has no effect.  Called outside a fiber it returns -EPERM.
- *   - Misuse (NULL, joining twice, exiting scopes out of order) returns
- *     -EINVAL or another error; it never crashes or corrupts the runtime.
- *     Functions that return void ignore misuse and set errno to EINVAL.
+ *   - Misuse (NULL, joining a task from two fibers, exiting scopes out of
+ *     order) returns -EINVAL or another error; it never crashes or corrupts
+ *     the runtime.  Functions that return void ignore misuse and set errno
+ *     to EINVAL.  Two mistakes cannot be survived, and abort the process
+ *     with one line naming the fiber: overflowing a fiber's stack, and
+ *     returning from a task while a task group on its stack still has
+ *     children running (they would write into the dead frame).  Handles
+ *     follow the rules of pointers: a task handle is gone once joined.
  *   - Nothing here is thread-safe: a runtime and everything it owns belongs to
  *     the thread that runs it.
  *
@@ -67,8 +72,9 @@ typedef int rill_fn(void *arg);
 /* Options for rill_spawn_opts() and friends.  Zeroes mean defaults. */
 typedef struct rill_opts {
     const char *name;  /* copied (up to 31 bytes); default "task-N" */
-    size_t stack_size; /* bytes, rounded up to whole pages, at least 16 KiB;
-                          default RILL_STACK_SIZE from the environment, else
+    size_t stack_size; /* bytes, rounded up to whole pages, at least 16 KiB,
+                          at most 1 GiB; default RILL_STACK_SIZE from the
+                          environment (bytes, or with a k or m suffix), else
                           64 KiB (256 KiB in AddressSanitizer builds) */
 } rill_opts;
 
@@ -129,8 +135,10 @@ struct rill_group {
  * Errors
  * ======================================================================== */
 
-/* Describe an error code of either sign ("-ECANCELED" and "ECANCELED" give the
- * same text).  Returns a static string; never NULL.  Does not block. */
+/* Describe an error code of either sign (-ECANCELED and ECANCELED give the
+ * same text): rill's own meaning for the codes of DESIGN §2 (-ECANCELED,
+ * -ETIMEDOUT, -EPIPE, -EPERM, -EDEADLK), libc's description otherwise.
+ * Returns a static string; never NULL.  Does not block; thread-safe. */
 RILL_API const char *rill_strerror(int err);
 
 /* ===========================================================================
@@ -146,8 +154,10 @@ RILL_API const char *rill_strerror(int err);
  * no other active libev watcher), rill_run does not hang: it prints the
  * blocked fibers as rill_dump() does and wakes each of them with -EDEADLK
  * from the call it is blocked in (shielded or not), so that the program can
- * unwind; rill_run then returns -EDEADLK whatever main returns.  If the
- * fibers block again with nothing to wake them, the same happens again.
+ * unwind; rill_run then returns -EDEADLK whatever main returns.  If they
+ * block again with nothing to wake them, and none has ended meanwhile, they
+ * are abandoned: their stacks are freed without running them further (what
+ * they allocated leaks), and rill_run returns -EDEADLK.
  * ======================================================================== */
 
 /* Run main(arg) in a fiber on a new runtime for this thread, then cancel and
@@ -158,8 +168,11 @@ RILL_API int rill_run(rill_fn *main, void *arg);
 
 /* Embed rill into a program that runs its own libev loop: fibers then run
  * from prepare/check watchers of that loop whenever it iterates.  Spawn
- * tasks with rill_spawn() afterwards.  Returns 0, -EBUSY if this thread
- * already has a runtime, -EINVAL if loop is NULL, -ENOMEM. */
+ * tasks with rill_spawn() afterwards.  The loop's own code (your callbacks)
+ * is not a fiber: it can spawn, cancel and detach, but not block (-EPERM).
+ * rill's hooks do not keep ev_run(loop, 0) running by themselves; a task
+ * that sleeps, waits on an fd or is ready to run does.  Returns 0, -EBUSY if
+ * this thread already has a runtime, -EINVAL if loop is NULL, -ENOMEM. */
 RILL_API int rill_attach(struct ev_loop *loop);
 
 /* End an embedding made with rill_attach(): cancel every fiber, iterate the
@@ -179,8 +192,12 @@ RILL_API struct ev_loop *rill_loop(void);
  * so a deadline computed from it is never early and never jumps. */
 RILL_API double rill_now(void);
 
-/* Print every fiber of this thread's runtime to out (stderr if NULL): name,
- * state, what it waits on, and its scopes (deadline, cancelled, shielded). */
+/* Print every fiber of this thread's runtime to out (stderr if NULL), one
+ * line each: its name, its state (ready, running, blocked), what it is
+ * blocked on ("sleep", "fd", "join 'NAME'", "group"), then its scopes from
+ * the innermost out, each as "[scope ...]" with its deadline relative to now
+ * and whether it is cancelled, timed out or shielded.  A task's root scope
+ * and a task group's body show as scopes too. */
 RILL_API void rill_dump(FILE *out);
 
 /* ===========================================================================
@@ -190,19 +207,23 @@ RILL_API void rill_dump(FILE *out);
 /* Start fn(arg) as a new task (asyncio.create_task).  O(1): the task is queued
  * and first runs when the spawner blocks or yields.  The task must be joined
  * or detached; one still running when rill_run's main returns is cancelled.
- * Returns NULL with errno EPERM outside a runtime, EINVAL if fn is NULL,
- * ENOMEM if no stack can be had. */
+ * Returns NULL with errno EPERM outside a runtime, EINVAL if fn is NULL or
+ * the stack size is over 1 GiB, ENOMEM if no stack can be had. */
 RILL_API rill_task *rill_spawn(rill_fn *fn, void *arg);
 
 /* rill_spawn() with options (name, stack size); o may be NULL. */
 RILL_API rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o);
 
-/* Wait for t to end, free it, and return its status.  Blocks until t ends.
- * If the caller is cancelled first: -ECANCELED, and t keeps running (join it
- * again, or cancel it).  -EINVAL if t is NULL, detached, a group's child, or
- * already being joined by another fiber; -EDEADLK if t is the caller;
- * -EPERM outside a fiber.  Joining a task that was already joined (and so
- * freed) is undefined, as with pthread_join. */
+/* Wait for t to end, free it, and return its status.  Blocks until t ends;
+ * a task that has already ended is joined at once, without a cancellation
+ * check.  If the caller is cancelled first: -ECANCELED, and t keeps running
+ * (join it again, or cancel it); rill_cancelled() tells this apart from a
+ * task that itself ended with -ECANCELED.  -EINVAL if t is NULL, detached,
+ * a group's child, rill_run's main, or being joined by another fiber;
+ * -EDEADLK if t is the caller; -EPERM outside a fiber (after the argument
+ * checks).  A handle joined already is refused with -EINVAL while its
+ * struct sits in the runtime's cache; after that it is a dangling pointer,
+ * as with pthread_join. */
 RILL_API int rill_join(rill_task *t);
 
 /* Cancel t's root scope: t's current or next blocking call returns -ECANCELED
@@ -258,8 +279,10 @@ RILL_API rill_task *rill_current(void);
  * ======================================================================== */
 
 /* Enter s with a deadline `timeout` seconds from now (RILL_FOREVER: none;
- * <= 0: already expired).  Does not block.  Outside a fiber, or with s NULL,
- * no effect (errno EPERM / EINVAL). */
+ * <= 0: already expired).  Does not block.  No effect outside a fiber
+ * (errno EPERM), or with s NULL, a NaN timeout, or s already open in this
+ * fiber (errno EINVAL).  A task that returns with scopes still open gets
+ * them closed, and a one-time warning on stderr. */
 RILL_API void rill_scope_enter(rill_scope *s, double timeout);
 
 /* Enter s with an absolute deadline in rill_now() time (asyncio.timeout_at). */
@@ -279,29 +302,45 @@ RILL_API void rill_scope_shield(rill_scope *s, bool on);
  * is not open. */
 RILL_API void rill_scope_cancel(rill_scope *s);
 
-/* Leave s, which must be the caller's innermost scope.  Returns 0,
- * -ECANCELED if rill_scope_cancel() was called on s (even if its deadline
- * fired too), -ETIMEDOUT if its own deadline fired, -EINVAL if s is not the
- * innermost open scope of the caller (then nothing changes).  Reports only
- * what happened to s: an outer cancellation stays pending.  Does not block. */
+/* Leave s, which must be the caller's innermost scope (a task group
+ * initialised inside s counts as a scope until its rill_group_wait).
+ * Returns 0, -ECANCELED if rill_scope_cancel() was called on s (even if its
+ * deadline passed too), -ETIMEDOUT if its own deadline has passed (noticed
+ * by a blocking call or not), -EINVAL if s is not the innermost open scope
+ * of the caller (then nothing changes), -EPERM outside a fiber.  Reports
+ * only what happened to s: an outer cancellation stays pending.  Does not
+ * block. */
 RILL_API int rill_scope_exit(rill_scope *s);
 
-/* Would the caller's next blocking call return -ECANCELED?  false outside a
- * fiber.  Does not block. */
+/* Would the caller's next blocking call return -ECANCELED?  (A deadline
+ * that has passed counts, even before the reactor fires it.)  false outside
+ * a fiber.  Does not block. */
 RILL_API bool rill_cancelled(void);
 
 /* ===========================================================================
  * Task groups (asyncio.TaskGroup / Trio nursery) and gather
  *
  * When a child fails (returns < 0, other than -ECANCELED after being
- * cancelled), the group cancels every other child; rill_group_wait returns
- * only once every child has ended, so children never outlive the wait.
- * A child that returns -ECANCELED because it was cancelled (by the group, or
- * by rill_cancel) is not a failure.  Spawning into a group that is already
- * cancelling works (as in Trio): the child starts cancelled.
+ * cancelled), the group cancels every other child and its body;
+ * rill_group_wait returns only once every child has ended, so children
+ * never outlive the wait.  A child that returns -ECANCELED because it was
+ * cancelled (by the group, or by rill_cancel) is not a failure.  Spawning
+ * into a group that is already cancelling works (as in Trio): the child
+ * starts cancelled.
+ *
+ * The body: the code of the fiber that called rill_group_init, from that
+ * call to its rill_group_wait, is the body of asyncio's `async with
+ * TaskGroup()` (Trio's nursery block).  It runs inside a cancel scope of the
+ * group's, so a child's failure (or rill_group_cancel) makes the body's
+ * blocking calls return -ECANCELED and it reaches rill_group_wait quickly;
+ * that scope closes when the wait returns.
+ *
+ * A group lives in the caller's memory, usually its stack: the task that
+ * holds it must wait for it before returning (see "Conventions").
  * ======================================================================== */
 
-/* Prepare g for use.  Does not block; cannot fail (g NULL: no effect). */
+/* Prepare g for use and, in a fiber, open its body scope.  Does not block;
+ * cannot fail (g NULL: no effect, errno EINVAL). */
 RILL_API void rill_group_init(rill_group *g);
 
 /* Start fn(arg) as a child of g.  Returns 0, -EINVAL if g or fn is NULL or g
@@ -312,14 +351,18 @@ RILL_API int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg);
 RILL_API int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg,
                                    const rill_opts *o);
 
-/* Wait for every child of g.  Returns 0 if none failed, else the first
- * failure's status.  If the caller is cancelled meanwhile, the group cancels
- * its children, still waits for them all, and returns -ECANCELED.  -EINVAL if
- * g is NULL or was already waited for; -EPERM outside a fiber.  After it
- * returns, g holds no resources. */
+/* Wait for every child of g, then close the body's scope.  Returns 0 if
+ * none failed (also after rill_group_cancel), else the first failure's
+ * status.  If the caller is cancelled (by its own scopes, not the group's),
+ * the group cancels its children, still waits for them all, and returns
+ * -ECANCELED; the failures are then in rill_group_errors.  -EINVAL if g is
+ * NULL or was already waited for (or is being waited for); -EDEADLK if the
+ * caller is a child of g; -EPERM outside a fiber.  After it returns, g
+ * holds no resources. */
 RILL_API int rill_group_wait(rill_group *g);
 
-/* Cancel every child of g (running or spawned later).  Does not block. */
+/* Cancel every child of g (running or spawned later) and its body, as
+ * cancelling a Trio nursery's scope does.  Does not block. */
 RILL_API void rill_group_cancel(rill_group *g);
 
 /* How many children failed (exact), filling out[0..max) with the first ones

@@ -24,9 +24,11 @@
  *            wait list (or timer, or fd watcher) that will wake it
  *   DONE     on no queue; its stack is released by the next fiber to run
  * Every fiber that has not ended is also on rt->all (fiber.all_node).
- * Allowed transitions: NEW->READY, READY->RUNNING (switched to), RUNNING->READY (yield),
- * RUNNING->BLOCKED (rill__suspend), BLOCKED->READY (rill__wake: by the waker,
- * or by rill__interrupt on cancellation), RUNNING->DONE.  Anything else is a
+ * Allowed transitions: NEW->READY, READY->RUNNING (switched to),
+ * RUNNING->READY (yield), RUNNING->BLOCKED (rill__suspend), BLOCKED->READY
+ * (rill__wake: by the waker, or by rill__interrupt on cancellation or
+ * deadlock), RUNNING->DONE; and BLOCKED->DONE, without running again, only
+ * when a deadlock persists and its fibers are abandoned.  Anything else is a
  * broken invariant and aborts with a message (RILL_ASSERT).
  *
  * One wait mechanism

@@ -99,7 +99,9 @@ static void arm_wakeup(rill__rt *rt) {
 
 void rill__timers_poll(void) {
     rill__rt *rt = rill__self;
-    if (rt->heap_len && rt->heap[1]->at <= rill_now()) rill__timers_run(rill_now());
+    if (!rt->heap_len) return;
+    double now = rill_now();
+    if (rt->heap[1]->at <= now) rill__timers_run(now);
 }
 
 static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {

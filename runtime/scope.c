@@ -57,13 +57,13 @@ static bool enter_allowed(const rill_scope *s, double t) {
         errno = EPERM;
         return false;
     }
-    /* Entering a scope that is already open would link it to itself. */
-    if (s->magic == SCOPE_OPEN)
-        for (const rill_scope *p = rt->current->scope; p; p = p->parent)
-            if (p == s) {
-                errno = EINVAL;
-                return false;
-            }
+    /* Entering a scope that is already open would link it to itself.  (Only
+     * addresses are compared: s itself is usually uninitialised here.) */
+    for (const rill_scope *p = rt->current->scope; p; p = p->parent)
+        if (p == s) {
+            errno = EINVAL;
+            return false;
+        }
     return true;
 }
 

@@ -11,9 +11,9 @@ rc=$?
 leak=$(grep -cE 'detected memory leaks|definitely lost' <<<"$out")
 read=$(grep -cE 'heap-buffer-overflow|Invalid read' <<<"$out")
 if [ $rc -ne 0 ] && [ "$leak" -gt 0 ] && [ "$read" -gt 0 ]; then
-    echo "[$mode]    harness self-check: a deliberate leak and invalid read fail the run"
+    printf '%-10s %s\n' "[$mode]" "harness self-check: a deliberate leak and an invalid read fail the run"
     exit 0
 fi
-echo "[$mode]    harness self-check FAILED (exit $rc, leak reports $leak, invalid-read reports $read):" >&2
+echo "[$mode] harness self-check FAILED (exit $rc, leak reports $leak, invalid-read reports $read):" >&2
 echo "$out" >&2
 exit 1

@@ -31,7 +31,8 @@ exports_only_rill() {
 
 readme_example_runs_installed() {
     make --no-print-directory install PREFIX="$tmp/prefix" >/dev/null || return 1
-    sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' >"$tmp/app.c"
+    # The README's first C block.
+    awk '/^```c$/ { on = 1; next } on && /^```$/ { exit } on' README.md >"$tmp/app.c"
     export PKG_CONFIG_PATH=$tmp/prefix/lib/pkgconfig
     cc -Wall -Wextra -Werror "$tmp/app.c" $(pkg-config --cflags --libs rill) -o "$tmp/app" || return 1
     out=$(LD_LIBRARY_PATH=$tmp/prefix/lib "$tmp/app") || return 1
