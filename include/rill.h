@@ -382,6 +382,170 @@ RILL_API int rill_group_errors(const rill_group *g, rill_failure *out, int max);
 RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
                          int statuses[], int flags);
 
+/* ===========================================================================
+ * Generators (async generators: `async def ... yield`, `async for`)
+ *
+ * A generator is a body function with a stack of its own.  rill_gen_next()
+ * switches straight into the body and rill_yield() straight back: one switch
+ * each way, no scheduler in between.  The body is an ordinary C loop that
+ * may block (sleep, wait on an fd, join, consume another generator); while
+ * it runs for a consumer it is under that consumer's cancellation, so a
+ * scope with a deadline around rill_gen_next() cancels a sleep in the body.
+ * Other fibers run while the body blocks.
+ *
+ * Values are borrowed: a yielded pointer stays valid until the consumer
+ * resumes the generator again.  Adapters that run a body ahead of its
+ * consumer copy values (item_size > 0) or take them as owned pointers
+ * (item_size == 0).
+ *
+ * The body's side of the protocol, as in Python:
+ *   rill_yield() returns 0 when resumed by next (or send: see rill_gen_sent),
+ *   the error given to rill_gen_throw, or -EPIPE when the consumer closes
+ *   the generator (GeneratorExit): then clean up, which may block, and
+ *   return.  Yielding again after -EPIPE is a bug: rill_gen_close returns
+ *   -EPROTO and the body is abandoned (its stack freed, its cleanup unrun).
+ *   The body returns 0 when exhausted, or a negative errno: the consumer's
+ *   call returns that error once, then the generator is finished.
+ *
+ * Generators also work outside rill_run, as plain synchronous generators and
+ * send()-driven coroutines, as long as the body does not block: a blocking
+ * call there (and in any body driven from outside a fiber) returns -EPERM.
+ * When rill_run's main returns, the generators still suspended are closed
+ * (asyncio's shutdown_asyncgens), each cleanup running cancelled: blocking
+ * calls in it return -ECANCELED unless shielded.  Their structs stay until
+ * rill_gen_free.
+ *
+ * A generator is used by one consumer at a time: resuming one whose body is
+ * running (blocked on behalf of another consumer, or resuming itself)
+ * returns -EBUSY at once.
+ * ======================================================================== */
+
+typedef struct rill_gen rill_gen;
+
+/* A generator body: yields with rill_yield(g, value); returns 0 when
+ * exhausted, or a negative errno. */
+typedef int rill_gen_fn(rill_gen *g, void *arg);
+
+/* Create a generator; its body first runs at the first next/send.  Returns
+ * NULL with errno EINVAL (body NULL, stack size over 1 GiB) or ENOMEM.
+ * Works outside a runtime too.  Free it with rill_gen_free. */
+RILL_API rill_gen *rill_gen_new(rill_gen_fn *body, void *arg);
+
+/* rill_gen_new() with options (name, stack size); o may be NULL. */
+RILL_API rill_gen *rill_gen_new_opts(rill_gen_fn *body, void *arg, const rill_opts *o);
+
+/* In the body: hand value to the consumer and suspend until resumed.
+ * Returns 0 (resumed by next/send), -EPIPE (closed: clean up and return),
+ * or the error passed to rill_gen_throw; -EINVAL if g is not the generator
+ * whose body is running. */
+RILL_API int rill_yield(rill_gen *g, void *value);
+
+/* What the last rill_gen_send passed in (NULL after a next or a throw).
+ * Read it in the body right after rill_yield returns 0. */
+RILL_API void *rill_gen_sent(const rill_gen *g);
+
+/* Resume the body until its next yield (async for's __anext__).  Returns 1
+ * with *value set (value may be NULL to ignore it), 0 when the generator is
+ * exhausted (then and on every later call), or a negative error: the
+ * body's own error (once; then it is finished), -ECANCELED and the like
+ * from the body's blocking calls if it returns them, -EBUSY if the body is
+ * running, -EINVAL if g is NULL.  Blocks while the body blocks. */
+RILL_API int rill_gen_next(rill_gen *g, void **value);
+
+/* asend: as rill_gen_next, and the body's rill_yield returns 0 with
+ * rill_gen_sent() == in.  -EINVAL if in is not NULL and the body has not
+ * started yet (Python: "can't send non-None value to a just-started
+ * generator"). */
+RILL_API int rill_gen_send(rill_gen *g, void *in, void **value);
+
+/* athrow: make the suspended rill_yield return err (< 0).  Returns as
+ * rill_gen_next: 1 if the body handled it and yielded again, err itself if
+ * the body returned it.  On a generator not started yet, the body never
+ * runs: it is finished and err is returned; on a finished one err is
+ * returned.  -EINVAL if err >= 0 or g is NULL. */
+RILL_API int rill_gen_throw(rill_gen *g, int err, void **value);
+
+/* aclose: make the suspended rill_yield return -EPIPE and let the body
+ * clean up and return.  Returns 0 (also when the body returns -EPIPE), the
+ * body's error if its cleanup failed, -EPROTO if the body yielded again,
+ * -EBUSY if the body is running, -EINVAL if g is NULL.  A generator never
+ * started is finished without running its body; closing a finished one
+ * does nothing and returns 0.  Blocks while the cleanup blocks. */
+RILL_API int rill_gen_close(rill_gen *g);
+
+/* Close g if suspended (running its cleanup), then free it.  No effect
+ * (errno EBUSY) if the body is running for a consumer; NULL: no effect. */
+RILL_API void rill_gen_free(rill_gen *g);
+
+/* The result that ended iteration (0 exhausted, or an error), or 0 while
+ * the generator can still yield.  rill_foreach's way to tell an end from an
+ * error. */
+RILL_API int rill_gen_status(const rill_gen *g);
+
+/* The generator's name ("gen-N" by default). */
+RILL_API const char *rill_gen_name(const rill_gen *g);
+
+/* The cleanup behind RILL_GEN_AUTO. */
+RILL_API void rill__gen_autofree(rill_gen **g);
+
+/* `RILL_GEN_AUTO rill_gen *g = rill_gen_new(...);` closes and frees g when
+ * the variable goes out of scope, by any path (aclosing()).  Uses the
+ * `cleanup` attribute of GCC and Clang: the one GNU extension of this API. */
+#define RILL_GEN_AUTO __attribute__((cleanup(rill__gen_autofree)))
+
+#define RILL__CAT2(a, b) a##b
+#define RILL__CAT(a, b) RILL__CAT2(a, b)
+
+/* async for: `T *v; rill_foreach(v, g) { ... }` runs the block for each
+ * value (v is any pointer type, declared before).  The loop ends when the
+ * generator is exhausted or fails: rill_gen_status(g) tells which.
+ * Breaking out leaves the generator suspended; free (or RILL_GEN_AUTO)
+ * runs its cleanup, once. */
+#define rill_foreach(var, g)                                                     \
+    for (void *RILL__CAT(rill__v, __LINE__);                                    \
+         rill_gen_next((g), &RILL__CAT(rill__v, __LINE__)) == 1 &&              \
+         ((var) = RILL__CAT(rill__v, __LINE__), 1);)
+
+/* ---- adapters ----------------------------------------------------------
+ * Each returns a new generator that owns its source(s): it closes them when
+ * it ends or is closed (their cleanup runs then), and frees them when it is
+ * freed.  Functions given to adapters run in the adapter's body and may
+ * block.  Values thrown into an adapter end it with that error.  Each
+ * returns NULL with errno EINVAL (a NULL source or function, a zero size)
+ * or ENOMEM; the sources then stay the caller's. */
+
+/* Map: 0 with *out set, or a negative errno that ends the stream. */
+typedef int rill_map_fn(void *in, void **out, void *ctx);
+/* Filter: 1 keep, 0 drop, or a negative errno that ends the stream. */
+typedef int rill_keep_fn(void *in, void *ctx);
+/* What rill_gen_batch yields: n values stored contiguously in items (each
+ * item_size bytes, or each a void * when item_size is 0). */
+typedef struct rill_batch {
+    size_t n;
+    void *items;
+} rill_batch;
+
+/* fn(value) for each value of src (a generator expression's map). */
+RILL_API rill_gen *rill_gen_map(rill_gen *src, rill_map_fn *fn, void *ctx);
+/* The values of src that keep() keeps. */
+RILL_API rill_gen *rill_gen_filter(rill_gen *src, rill_keep_fn *keep, void *ctx);
+/* The first n values of src; then src is closed. */
+RILL_API rill_gen *rill_gen_take(rill_gen *src, size_t n);
+/* Values of src in groups of n, as rill_batch * (valid until the next
+ * resume); the last batch may be shorter (buffered output's flush).  An
+ * error from src ends the stream at once, without the partial batch. */
+RILL_API rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size);
+/* The values of n sources, consumed concurrently (one task each) and
+ * yielded as they come; copies item_size bytes of each (0: passes the
+ * pointers on, for sources whose values stay valid).  The merge ends when
+ * every source has; a source's error ends it with that error, after the
+ * others are stopped and closed.  srcs is copied; n >= 1. */
+RILL_API rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size);
+/* src run ahead in a task of its own, at most depth values ahead of the
+ * consumer (backpressure: asyncpg's prefetch).  Closing the adapter stops
+ * that task, then closes src. */
+RILL_API rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -119,6 +119,12 @@ typedef struct rill__fiber {
     rill__list all_node;       /* on rt->all until DONE */
     rill__state state;
     bool is_task;              /* the fiber is the first member of a rill_task */
+    /* Generators: a consumer runs a generator's body "on its behalf".  While
+     * it does, consumer->delegate is the generator's fiber and that fiber's
+     * delegator is the consumer (chains nest: a generator consuming another).
+     * Cancellation reaches the fiber at the end of the delegate chain. */
+    struct rill__fiber *delegate;
+    struct rill__fiber *delegator;
     struct rill__waiter *wait; /* while BLOCKED */
     rill_scope *scope;         /* innermost open scope */
     unsigned busy_groups;      /* groups on this stack with live children */
@@ -201,6 +207,8 @@ struct rill_task {
 
 rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o);
 void rill__task_free(rill_task *t);
+/* Abort if f's body returned while a group on its stack has live children. */
+void rill__check_groups_waited(const rill__fiber *f);
 /* Free the ended tasks nobody joined (rill_run's end). */
 void rill__tasks_free_unjoined(void);
 
@@ -225,6 +233,9 @@ typedef struct rill__rt {
     uint64_t ended_at_deadlock; /* ended_count when the last deadlock was found */
     uint64_t spawned;          /* for default names */
     rill_task *main;           /* rill_run's main task */
+    bool bare;                 /* no loop: made for generators outside rill_run */
+    rill__list gens;           /* every generator not yet freed (gen.node) */
+    size_t ngens;
     /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */
     rill__timer **heap;
     size_t heap_len, heap_cap;
@@ -245,6 +256,10 @@ typedef struct rill__rt {
 
 extern _Thread_local rill__rt *rill__self;
 
+/* The thread's runtime, made bare (no loop) if there is none, for
+ * generators used outside rill_run; and its release when the last one goes. */
+rill__rt *rill__bare_runtime(void);
+void rill__bare_release(void);
 /* Give the CPU away from the running fiber, which is already READY (on the
  * run queue), BLOCKED or DONE. */
 void rill__reschedule(void);
@@ -283,6 +298,53 @@ void rill__scope_unlink(rill_scope *s);
 void rill__scope_expire(rill_scope *s);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
     return s->cancel_called || s->deadline_fired;
+}
+
+/* ---- generators (gen.c) ------------------------------------------------- */
+
+typedef enum rill__gen_state {
+    RILL__GEN_CREATED,         /* body not started */
+    RILL__GEN_SUSPENDED,       /* at a rill_yield */
+    RILL__GEN_RUNNING,         /* body running for a consumer */
+    RILL__GEN_FINISHED,        /* body returned (or never will run) */
+} rill__gen_state;
+
+struct rill_gen {
+    rill__fiber fiber;         /* its own stack; not a task, not on rt->all */
+    uint32_t magic;
+    rill__gen_state state;
+    rill_gen_fn *body;
+    void *arg;
+    void (*dtor)(void *arg);   /* adapters: frees arg (and sources) */
+    rill_scope root;           /* outermost scope of the body; its parent is
+                                  the consumer's innermost scope while running */
+    rill__waiter consumer_wait; /* the consumer is blocked on it meanwhile */
+    void *value;               /* last yielded */
+    void *sent;                /* last sent */
+    int resume_with;           /* what the suspended rill_yield returns */
+    int result;                /* what the consumer's call returns */
+    int status;                /* rill_gen_status */
+    bool closing;              /* -EPIPE delivered: another yield is a bug */
+    bool started;
+    rill__list node;           /* on rt->gens while the runtime knows it */
+    char name_buf[32];
+};
+
+/* Create a generator whose dtor(arg) runs when it is freed. */
+rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
+                        void (*dtor)(void *arg));
+/* Close every suspended generator (a task body, for rill_run's end). */
+int rill__gens_shutdown(void *unused);
+bool rill__gens_suspended(void);
+/* Fiber at the end of f's delegate chain. */
+static inline rill__fiber *rill__leaf(rill__fiber *f) {
+    while (f->delegate) f = f->delegate;
+    return f;
+}
+/* Fiber at the start of f's delegator chain (a task, or the host). */
+static inline rill__fiber *rill__root(rill__fiber *f) {
+    while (f->delegator) f = f->delegator;
+    return f;
 }
 
 /* ---- groups (group.c) ---------------------------------------------------- */

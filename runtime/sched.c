@@ -153,7 +153,7 @@ static void deadlock(rill__rt *rt) {
     rt->ended_at_deadlock = rt->ended_count;
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
-        rill__interrupt(f, -EDEADLK);
+        rill__interrupt(rill__leaf(f), -EDEADLK);
     }
 }
 
@@ -170,7 +170,15 @@ static void drive(rill__rt *rt, rill_task *main) {
     bool rest_cancelled = false;
     for (;;) {
         run_ready(rt);
-        if (rt->nfibers == 0) return;
+        if (rt->nfibers == 0) {
+            if (!rill__gens_suspended()) return;
+            /* asyncio's shutdown_asyncgens: close the generators left
+             * suspended, from a task (cleanups may block) born cancelled. */
+            rt->shutting_down = true;
+            rill_detach(rill__task_new(rill__gens_shutdown, NULL,
+                                       &(rill_opts){.name = "gen-shutdown"}));
+            continue;
+        }
         if (main && main->ended && !rest_cancelled) {
             rt->shutting_down = true;
             cancel_all_tasks(rt);
@@ -193,9 +201,11 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
     if (!rt) return NULL;
     rt->loop = loop;
     rt->own_loop = own;
+    rt->bare = loop == NULL;
     rill__list_init(&rt->runq);
     rill__list_init(&rt->all);
     rill__list_init(&rt->unjoined);
+    rill__list_init(&rt->gens);
     rt->host.state = RILL__RUNNING;
     rt->host.name = "(host)";
     rt->current = &rt->host;
@@ -211,7 +221,7 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
 }
 
 static void rt_free(rill__rt *rt) {
-    ev_timer_stop(rt->loop, &rt->wakeup);
+    if (rt->loop) ev_timer_stop(rt->loop, &rt->wakeup);
     rill__tasks_free_unjoined();
     while (rt->free_tasks) {
         rill_task *t = rt->free_tasks;
@@ -226,19 +236,64 @@ static void rt_free(rill__rt *rt) {
     free(rt);
 }
 
+/* A runtime for this thread, driving `loop`: a new one, or the bare one
+ * that generators made outside rill_run (they keep working inside).
+ * NULL with *err set if the thread already runs one. */
+static rill__rt *rt_acquire(struct ev_loop *loop, bool own, int *err) {
+    rill__rt *rt = rill__self;
+    if (rt && (!rt->bare || rt->current != &rt->host)) {
+        *err = -EBUSY;
+        return NULL;
+    }
+    if (!rt) {
+        rt = rt_new(loop, own);
+        if (!rt) *err = -ENOMEM;
+        return rt;
+    }
+    rt->loop = loop;
+    rt->own_loop = own;
+    rt->bare = false;
+    return rt;
+}
+
+/* The loop goes away; generators still allocated keep a bare runtime. */
+static void rt_release(rill__rt *rt) {
+    if (!rt->ngens) {
+        rt_free(rt);
+        return;
+    }
+    ev_timer_stop(rt->loop, &rt->wakeup);
+    rill__tasks_free_unjoined();
+    if (rt->own_loop) ev_loop_destroy(rt->loop);
+    rt->loop = NULL;
+    rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = false;
+    rt->bare = true;
+    rt->wakeup_at = INFINITY;
+}
+
+rill__rt *rill__bare_runtime(void) {
+    return rill__self ? rill__self : rt_new(NULL, false);
+}
+
+void rill__bare_release(void) {
+    rill__rt *rt = rill__self;
+    if (rt && rt->bare && !rt->ngens && rt->current == &rt->host) rt_free(rt);
+}
+
 int rill_run(rill_fn *main, void *arg) {
     if (!main) return -EINVAL;
-    if (rill__self) return -EBUSY;
+    if (rill__self && !rill__self->bare) return -EBUSY;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     if (!loop) return -ENOMEM;
-    rill__rt *rt = rt_new(loop, true);
+    int err = 0;
+    rill__rt *rt = rt_acquire(loop, true, &err);
     if (!rt) {
         ev_loop_destroy(loop);
-        return -ENOMEM;
+        return err;
     }
     rill_task *t = rill__task_new(main, arg, &(rill_opts){.name = "main"});
     if (!t) {
-        rt_free(rt);
+        rt_release(rt);
         return -ENOMEM;
     }
     rt->main = t;
@@ -246,7 +301,7 @@ int rill_run(rill_fn *main, void *arg) {
     int status = rt->deadlocked ? -EDEADLK : t->status;
     rt->main = NULL;
     rill__task_free(t);
-    rt_free(rt);
+    rt_release(rt);
     return status;
 }
 
@@ -284,9 +339,9 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) {
 
 int rill_attach(struct ev_loop *loop) {
     if (!loop) return -EINVAL;
-    if (rill__self) return -EBUSY;
-    rill__rt *rt = rt_new(loop, false);
-    if (!rt) return -ENOMEM;
+    int err = 0;
+    rill__rt *rt = rt_acquire(loop, false, &err);
+    if (!rt) return err;
     ev_prepare_init(&rt->prepare, on_prepare);
     ev_check_init(&rt->check, on_check);
     ev_idle_init(&rt->idle, on_idle);
@@ -314,7 +369,7 @@ int rill_detach_loop(void) {
     cancel_all_tasks(rt);
     drive(rt, NULL);
     int rc = rt->deadlocked ? -EDEADLK : 0;
-    rt_free(rt);
+    rt_release(rt);
     return rc;
 }
 
@@ -340,11 +395,15 @@ void rill_dump(FILE *out) {
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         fprintf(out, "  '%s' %s", f->name, state_names[f->state]);
-        if (f->state == RILL__BLOCKED) {
-            fprintf(out, " on %s", f->wait->what);
-            if (f->wait->on) fprintf(out, " '%s'", f->wait->on);
+        /* A consumer's line goes on down its chain of generators. */
+        for (rill__fiber *g = f; g; g = g->delegate) {
+            if (g != f) fprintf(out, " -> '%s' %s", g->name, state_names[g->state]);
+            if (g->state == RILL__BLOCKED && !g->delegate) {
+                fprintf(out, " on %s", g->wait->what);
+                if (g->wait->on) fprintf(out, " '%s'", g->wait->on);
+            }
         }
-        for (const rill_scope *s = f->scope; s; s = s->parent) {
+        for (const rill_scope *s = rill__leaf(f)->scope; s; s = s->parent) {
             fprintf(out, " [scope");
             if (s->deadline < INFINITY) fprintf(out, " deadline %+.3fs", s->deadline - now);
             if (s->cancel_called) fprintf(out, " cancelled");

@@ -25,7 +25,7 @@ static void default_name(char *buf, size_t len, uint64_t n) {
 
 rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     rill__rt *rt = rill__self;
-    if (!rt) {
+    if (!rt || rt->bare) {
         errno = EPERM;
         return NULL;
     }
@@ -103,17 +103,18 @@ static void close_leftover_scopes(rill_task *t) {
 
 /* A task group on this stack with children still running would be written
  * to, by each child's end, after the frame holding it is gone. */
-static void check_groups_waited(const rill_task *t) {
-    if (t->fiber.busy_groups == 0) return;
-    fprintf(stderr, "rill: task '%s' returned while a task group on its stack still had "
-                    "children running (rill_group_wait was not called)\n", t->fiber.name);
+void rill__check_groups_waited(const rill__fiber *f) {
+    if (f->busy_groups == 0) return;
+    fprintf(stderr, "rill: %s '%s' returned while a task group on its stack still had "
+                    "children running (rill_group_wait was not called)\n",
+            f->is_task ? "task" : "generator", f->name);
     abort();
 }
 
 static void task_entry(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     t->status = t->fn(t->arg);
-    check_groups_waited(t);
+    rill__check_groups_waited(f);
     close_leftover_scopes(t);
     t->ended = true;
     rill__self->ended_count++;
@@ -157,7 +158,7 @@ int rill_join(rill_task *t) {
     if (!live(t)) return -EINVAL;
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
-    if (&t->fiber == rt->current) return -EDEADLK;
+    if (&t->fiber == rill__root(rt->current)) return -EDEADLK;
     if (owned(t) || t->detached || t->joining) return -EINVAL;
     if (!t->ended) {
         rill__waiter w;
@@ -198,6 +199,8 @@ const char *rill_task_name(const rill_task *t) { return live(t) ? t->name_buf : 
 
 rill_task *rill_current(void) {
     rill__rt *rt = rill__self;
-    if (!rt || !rt->current->is_task) return NULL;
-    return (rill_task *)rt->current;
+    if (!rt) return NULL;
+    /* In a generator's body: the task it runs for (asyncio.current_task()). */
+    rill__fiber *f = rill__root(rt->current);
+    return f->is_task ? (rill_task *)f : NULL;
 }

@@ -16,7 +16,9 @@ bool rill__fiber_cancelled(const rill__fiber *f) {
 
 int rill__checkpoint(void) {
     rill__rt *rt = rill__self;
-    if (!rt || rt->current == &rt->host) return -EPERM;
+    /* Blocking needs a fiber to suspend, and a loop: a generator driven from
+     * outside any fiber (its consumer chain starts at the host) has neither. */
+    if (!rt || rill__root(rt->current) == &rt->host) return -EPERM;
     /* As rill__fiber_cancelled, but a deadline that has passed counts even
      * if the reactor has not fired its timer yet (the fiber may have been
      * computing since): "a deadline in the past cancels at the next call".
@@ -67,6 +69,7 @@ void rill__interrupt(rill__fiber *f, int err) {
 }
 
 void rill__recheck(rill__fiber *f) {
+    f = rill__leaf(f); /* the fiber actually blocked, for a consumer */
     if (f->state == RILL__BLOCKED && rill__fiber_cancelled(f))
         rill__interrupt(f, -ECANCELED);
 }

@@ -1,0 +1,267 @@
+/*
+ * Generators: a body on a stack of its own, resumed by a consumer and
+ * switching straight back to it at each rill_yield.
+ *
+ * While the body runs, the consumer is BLOCKED on g->consumer_wait (which no
+ * cancellation touches: it reaches the body instead, through the delegate
+ * chain), and the body's root scope hangs below the consumer's innermost
+ * scope, so the consumer's cancellation is the body's.  If the body blocks,
+ * its fiber suspends like any other and the scheduler runs someone else; the
+ * consumer stays blocked until the body yields or returns.
+ *
+ * A suspended generator's fiber is BLOCKED on no list (its waiter is
+ * uncancellable): only its consumer can resume it.  Generators are not on
+ * rt->all and do not count as live fibers, so a forgotten generator does not
+ * keep rill_run alive; rt->gens lists them for shutdown.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#define GEN_MAGIC 0x67656e21u
+#define GEN_FREED 0x67656e2du
+
+static bool valid(const rill_gen *g) { return g && g->magic == GEN_MAGIC; }
+
+static void gen_entry(rill__fiber *f);
+
+static void no_unhook(rill__waiter *w) { (void)w; }
+
+rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
+                        void (*dtor)(void *arg)) {
+    if (!body) {
+        errno = EINVAL;
+        return NULL;
+    }
+    rill__rt *rt = rill__bare_runtime();
+    if (!rt) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rill_gen *g = calloc(1, sizeof *g);
+    int rc = g ? rill__fiber_init(&g->fiber, o ? o->stack_size : 0) : -ENOMEM;
+    if (rc) {
+        free(g);
+        rill__bare_release();
+        errno = -rc;
+        return NULL;
+    }
+    g->magic = GEN_MAGIC;
+    g->state = RILL__GEN_CREATED;
+    g->body = body;
+    g->arg = arg;
+    g->dtor = dtor;
+    if (o && o->name) {
+        strncpy(g->name_buf, o->name, sizeof g->name_buf - 1);
+    } else {
+        snprintf(g->name_buf, sizeof g->name_buf, "gen-%llu",
+                 (unsigned long long)++rt->spawned);
+    }
+    g->fiber.name = g->name_buf;
+    g->fiber.entry = gen_entry;
+    g->fiber.state = RILL__BLOCKED; /* not runnable until resumed */
+    rill__list_push(&rt->gens, &g->node);
+    rt->ngens++;
+    return g;
+}
+
+rill_gen *rill_gen_new_opts(rill_gen_fn *body, void *arg, const rill_opts *o) {
+    return rill__gen_new(body, arg, o, NULL);
+}
+
+rill_gen *rill_gen_new(rill_gen_fn *body, void *arg) {
+    return rill__gen_new(body, arg, NULL, NULL);
+}
+
+/* Back to the consumer, from the body (at a yield, or at its end). */
+static void to_consumer(rill_gen *g) {
+    rill__fiber *c = g->fiber.delegator;
+    c->delegate = NULL;
+    g->fiber.delegator = NULL;
+    g->root.parent = NULL;
+    c->wait = NULL;
+    c->state = RILL__RUNNING;
+    rill__switch(&g->fiber, c);
+}
+
+/* Run the body until it yields or returns; returns g->result. */
+static int resume(rill_gen *g, int resume_with) {
+    rill__rt *rt = rill__self;
+    rill__fiber *me = rt->current;
+    g->resume_with = resume_with;
+    g->state = RILL__GEN_RUNNING;
+    g->fiber.delegator = me;
+    me->delegate = &g->fiber;
+    if (!g->started) {
+        g->started = true;
+        rill__scope_open(&g->root, &g->fiber, INFINITY);
+    }
+    g->root.parent = me->scope;
+    g->consumer_wait = (rill__waiter){
+        .fiber = me, .unhook = no_unhook, .what = "gen", .on = g->name_buf,
+        .uncancellable = true};
+    me->wait = &g->consumer_wait;
+    me->state = RILL__BLOCKED;
+    g->fiber.wait = NULL;
+    g->fiber.state = RILL__RUNNING;
+    rill__switch(me, &g->fiber);
+    if (g->state == RILL__GEN_FINISHED && g->fiber.stack && g->fiber.state != RILL__DONE) {
+        /* The body yielded after -EPIPE: abandon it, from this stack. */
+        rill__timers_disarm_within(g->fiber.stack->lo, g->fiber.stack->hi);
+        rill__fiber_release(&g->fiber);
+    }
+    return g->result;
+}
+
+int rill_yield(rill_gen *g, void *value) {
+    rill__rt *rt = rill__self;
+    if (!valid(g) || !rt || rt->current != &g->fiber) return -EINVAL;
+    if (g->closing) {
+        /* Yielding after GeneratorExit: the consumer abandons this stack. */
+        g->result = -EPROTO;
+        g->status = -EPROTO;
+        g->state = RILL__GEN_FINISHED;
+        g->fiber.state = RILL__BLOCKED;
+        to_consumer(g);
+        RILL_ASSERT(0, "an abandoned generator was resumed");
+    }
+    g->value = value;
+    g->result = 1;
+    g->state = RILL__GEN_SUSPENDED;
+    g->fiber.state = RILL__BLOCKED;
+    g->fiber.wait = &g->consumer_wait; /* any uncancellable waiter will do */
+    to_consumer(g);
+    return g->resume_with;
+}
+
+static void gen_entry(rill__fiber *f) {
+    rill_gen *g = rill__container_of(f, rill_gen, fiber);
+    int rc = g->body(g, g->arg);
+    rill__check_groups_waited(f);
+    if (f->scope != &g->root) { /* scopes the body left open */
+        rill__timers_disarm_within(f->stack->lo, f->stack->hi);
+        f->scope = &g->root;
+    }
+    if (g->closing) {
+        g->result = rc == -EPIPE || rc > 0 ? 0 : rc; /* GeneratorExit is a clean end */
+    } else {
+        g->result = rc > 0 ? 0 : rc;
+        g->status = g->result;
+    }
+    g->state = RILL__GEN_FINISHED;
+    f->state = RILL__DONE; /* the consumer releases the stack */
+    to_consumer(g);
+    RILL_ASSERT(0, "a finished generator was resumed");
+}
+
+/* Checks common to next, send and throw.  Returns 1 to go on resuming. */
+static int can_resume(rill_gen *g) {
+    if (!valid(g)) return -EINVAL;
+    if (g->state == RILL__GEN_RUNNING) return -EBUSY;
+    if (g->state == RILL__GEN_FINISHED) return 0;
+    return 1;
+}
+
+static int deliver(rill_gen *g, int rc, void **value) {
+    if (rc == 1 && value) *value = g->value;
+    return rc;
+}
+
+int rill_gen_send(rill_gen *g, void *in, void **value) {
+    int rc = can_resume(g);
+    if (rc <= 0) return rc;
+    if (in && g->state == RILL__GEN_CREATED) return -EINVAL;
+    g->sent = in;
+    return deliver(g, resume(g, 0), value);
+}
+
+int rill_gen_next(rill_gen *g, void **value) { return rill_gen_send(g, NULL, value); }
+
+/* Finish a generator whose body never ran. */
+static void finish_unstarted(rill_gen *g, int status) {
+    g->state = RILL__GEN_FINISHED;
+    g->status = status;
+    rill__fiber_release(&g->fiber);
+}
+
+int rill_gen_throw(rill_gen *g, int err, void **value) {
+    if (err >= 0) return -EINVAL;
+    int rc = can_resume(g);
+    if (rc < 0) return rc;
+    if (rc == 0) return err; /* finished: the error comes straight back */
+    if (g->state == RILL__GEN_CREATED) {
+        finish_unstarted(g, err);
+        return err;
+    }
+    g->sent = NULL;
+    return deliver(g, resume(g, err), value);
+}
+
+int rill_gen_close(rill_gen *g) {
+    if (!valid(g)) return -EINVAL;
+    switch (g->state) {
+    case RILL__GEN_RUNNING: return -EBUSY;
+    case RILL__GEN_FINISHED: return 0;
+    case RILL__GEN_CREATED: finish_unstarted(g, 0); return 0;
+    case RILL__GEN_SUSPENDED: break;
+    }
+    g->closing = true;
+    g->sent = NULL;
+    return resume(g, -EPIPE);
+}
+
+void rill_gen_free(rill_gen *g) {
+    if (!valid(g)) {
+        errno = EINVAL;
+        return;
+    }
+    if (g->state == RILL__GEN_RUNNING) {
+        errno = EBUSY;
+        return;
+    }
+    rill_gen_close(g);
+    rill__rt *rt = rill__self;
+    rill__list_remove(&g->node);
+    rt->ngens--;
+    g->magic = GEN_FREED;
+    if (g->dtor) g->dtor(g->arg);
+    free(g);
+    rill__bare_release();
+}
+
+void rill__gen_autofree(rill_gen **g) {
+    if (g && *g) rill_gen_free(*g);
+}
+
+void *rill_gen_sent(const rill_gen *g) { return valid(g) ? g->sent : NULL; }
+
+int rill_gen_status(const rill_gen *g) { return valid(g) ? g->status : -EINVAL; }
+
+const char *rill_gen_name(const rill_gen *g) { return valid(g) ? g->name_buf : "?"; }
+
+bool rill__gens_suspended(void) {
+    rill__rt *rt = rill__self;
+    for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next)
+        if (rill__container_of(n, rill_gen, node)->state == RILL__GEN_SUSPENDED) return true;
+    return false;
+}
+
+int rill__gens_shutdown(void *unused) {
+    (void)unused;
+    rill__rt *rt = rill__self;
+    /* Closing may free nothing but may let other generators be created or
+     * closed meanwhile: restart the scan after each close. */
+    bool again = true;
+    while (again) {
+        again = false;
+        for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next) {
+            rill_gen *g = rill__container_of(n, rill_gen, node);
+            if (g->state == RILL__GEN_SUSPENDED) {
+                rill_gen_close(g);
+                again = true;
+                break;
+            }
+        }
+    }
+    return 0;
+}
