@@ -33,6 +33,11 @@ static inline const char *errname(int err) {
     case -EIO: return "-EIO";
     case -EBADMSG: return "-EBADMSG";
     case -ECONNRESET: return "-ECONNRESET";
+    case -EINVAL: return "-EINVAL";
+    case -EPIPE: return "-EPIPE";
+    case -EPROTO: return "-EPROTO";
+    case -EBUSY: return "-EBUSY";
+    case -EPERM: return "-EPERM";
     default: return "-E?";
     }
 }
