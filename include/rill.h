@@ -410,10 +410,11 @@ RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
  * Generators also work outside rill_run, as plain synchronous generators and
  * send()-driven coroutines, as long as the body does not block: a blocking
  * call there (and in any body driven from outside a fiber) returns -EPERM.
- * When rill_run's main returns, the generators still suspended are closed
- * (asyncio's shutdown_asyncgens), each cleanup running cancelled: blocking
- * calls in it return -ECANCELED unless shielded.  Their structs stay until
- * rill_gen_free.
+ * When rill_run's tasks have all ended, the generators still suspended that
+ * were first resumed during that run are closed (asyncio's
+ * shutdown_asyncgens), each cleanup running cancelled: blocking calls in it
+ * return -ECANCELED unless shielded.  Their structs stay until rill_gen_free.
+ * Generators started outside rill_run are left alone and keep working.
  *
  * A generator is used by one consumer at a time: resuming one whose body is
  * running (blocked on behalf of another consumer, or resuming itself)

@@ -94,6 +94,7 @@ static int resume(rill_gen *g, int resume_with) {
     me->delegate = &g->fiber;
     if (!g->started) {
         g->started = true;
+        g->run_id = rt->run_id;
         rill__scope_open(&g->root, &g->fiber, INFINITY);
     }
     g->root.parent = me->scope;
@@ -239,10 +240,16 @@ int rill_gen_status(const rill_gen *g) { return valid(g) ? g->status : -EINVAL; 
 
 const char *rill_gen_name(const rill_gen *g) { return valid(g) ? g->name_buf : "?"; }
 
+/* asyncio's shutdown_asyncgens closes the generators first iterated in the
+ * loop that ends; one started outside (or in another run) is not its own. */
+static bool shutdown_closes(const rill_gen *g) {
+    return g->state == RILL__GEN_SUSPENDED && g->run_id == rill__self->run_id;
+}
+
 bool rill__gens_suspended(void) {
     rill__rt *rt = rill__self;
     for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next)
-        if (rill__container_of(n, rill_gen, node)->state == RILL__GEN_SUSPENDED) return true;
+        if (shutdown_closes(rill__container_of(n, rill_gen, node))) return true;
     return false;
 }
 
@@ -256,7 +263,7 @@ int rill__gens_shutdown(void *unused) {
         again = false;
         for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next) {
             rill_gen *g = rill__container_of(n, rill_gen, node);
-            if (g->state == RILL__GEN_SUSPENDED) {
+            if (shutdown_closes(g)) {
                 rill_gen_close(g);
                 again = true;
                 break;

@@ -234,6 +234,7 @@ typedef struct rill__rt {
     uint64_t spawned;          /* for default names */
     rill_task *main;           /* rill_run's main task */
     bool bare;                 /* no loop: made for generators outside rill_run */
+    uint64_t run_id;           /* which rill_run/rill_attach: 0 while bare */
     rill__list gens;           /* every generator not yet freed (gen.node) */
     size_t ngens;
     /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */
@@ -326,6 +327,7 @@ struct rill_gen {
     int status;                /* rill_gen_status */
     bool closing;              /* -EPIPE delivered: another yield is a bug */
     bool started;
+    uint64_t run_id;           /* the run it first ran in: that run closes it */
     rill__list node;           /* on rt->gens while the runtime knows it */
     char name_buf[32];
 };

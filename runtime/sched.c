@@ -123,6 +123,12 @@ static void abandon_all(rill__rt *rt) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
     }
+    /* The generators a consumer was running: their waits too. */
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        for (rill__fiber *g = f->delegate; g; g = g->delegate)
+            if (g->state == RILL__BLOCKED && !g->delegate) g->wait->unhook(g->wait);
+    }
     rill__list *n;
     while ((n = rill__list_pop(&rt->all))) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
@@ -245,14 +251,16 @@ static rill__rt *rt_acquire(struct ev_loop *loop, bool own, int *err) {
         *err = -EBUSY;
         return NULL;
     }
+    static _Atomic uint64_t runs;
     if (!rt) {
         rt = rt_new(loop, own);
         if (!rt) *err = -ENOMEM;
-        return rt;
+    } else {
+        rt->loop = loop;
+        rt->own_loop = own;
+        rt->bare = false;
     }
-    rt->loop = loop;
-    rt->own_loop = own;
-    rt->bare = false;
+    if (rt) rt->run_id = ++runs;
     return rt;
 }
 
@@ -268,6 +276,7 @@ static void rt_release(rill__rt *rt) {
     rt->loop = NULL;
     rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = false;
     rt->bare = true;
+    rt->run_id = 0;
     rt->wakeup_at = INFINITY;
 }
 
