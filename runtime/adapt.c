@@ -29,12 +29,19 @@ typedef struct one_src {
     char *items;     /* batch storage: n values of item_size bytes */
 } one_src;
 
+static void one_src_close(void *arg) {
+    one_src *a = arg;
+    rill_gen_close(a->src);
+}
+
 static void one_src_free(void *arg) {
     one_src *a = arg;
     rill_gen_free(a->src);
     free(a->items);
     free(a);
 }
+
+static const rill__gen_hooks one_src_hooks = {one_src_close, one_src_free};
 
 static rill_gen *adapter(rill_gen *src, rill_gen_fn *body, one_src *a, const char *kind) {
     if (!a) {
@@ -44,7 +51,7 @@ static rill_gen *adapter(rill_gen *src, rill_gen_fn *body, one_src *a, const cha
     a->src = src;
     char name[32];
     snprintf(name, sizeof name, "%s(%.20s)", kind, rill_gen_name(src));
-    rill_gen *g = rill__gen_new(body, a, &(rill_opts){.name = name}, one_src_free);
+    rill_gen *g = rill__gen_new(body, a, &(rill_opts){.name = name}, &one_src_hooks);
     if (!g) {
         free(a->items);
         free(a);
@@ -184,15 +191,21 @@ static int ring_init(ring *r, size_t cap, size_t item_size, size_t producers) {
     return 0;
 }
 
+/* A slot came free: hand it to the longest waiting producer, reserved in
+ * its name, so that a producer that never blocks cannot take every slot
+ * (merge's sources take turns). */
+static void slot_freed(ring *r) {
+    if (r->len + r->reserved < r->cap && rill__waitq_wake_one(&r->not_full, 0)) r->reserved++;
+}
+
 /* Wait for a free slot and keep it.  0, or -ECANCELED (nothing kept). */
 static int ring_reserve(ring *r) {
-    while (r->len + r->reserved >= r->cap) {
-        rill__waiter w;
-        int rc = rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
-        if (rc < 0) return rc;
+    if (r->len + r->reserved < r->cap && rill__list_empty(&r->not_full)) {
+        r->reserved++;
+        return 0;
     }
-    r->reserved++;
-    return 0;
+    rill__waiter w; /* woken with 0: slot_freed reserved one for us */
+    return rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
 }
 
 /* Fill a reserved slot (item NULL: give the reservation back). */
@@ -203,7 +216,7 @@ static void ring_commit(ring *r, const void *item) {
         r->len++;
         rill__waitq_wake_one(&r->not_empty, 0);
     } else {
-        rill__waitq_wake_one(&r->not_full, 0);
+        slot_freed(r);
     }
 }
 
@@ -223,7 +236,7 @@ static int ring_take(ring *r, void *out) {
     memcpy(out, r->buf + r->head * r->size, r->size);
     r->head = (r->head + 1) % r->cap;
     r->len--;
-    rill__waitq_wake_one(&r->not_full, 0);
+    slot_freed(r);
     return 1;
 }
 
@@ -244,6 +257,11 @@ struct ahead {
     char *cur;                  /* the value being yielded */
 };
 
+static void ahead_close(void *arg) {
+    ahead *a = arg;
+    for (size_t i = 0; i < a->n; i++) rill_gen_close(a->pullers[i].src);
+}
+
 static void ahead_free(void *arg) {
     ahead *a = arg;
     for (size_t i = 0; i < a->n; i++) rill_gen_free(a->pullers[i].src);
@@ -252,6 +270,8 @@ static void ahead_free(void *arg) {
     free(a->cur);
     free(a);
 }
+
+static const rill__gen_hooks ahead_hooks = {ahead_close, ahead_free};
 
 /* A task: pull one source into the ring until it ends.  Its error is the
  * task's failure, which makes the group cancel the other pullers. */
@@ -316,7 +336,7 @@ static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, size_t item_
         return fail(-rc);
     }
     for (size_t i = 0; i < n; i++) a->pullers[i] = (puller){.a = a, .src = srcs[i]};
-    rill_gen *g = rill__gen_new(ahead_body, a, &(rill_opts){.name = name}, ahead_free);
+    rill_gen *g = rill__gen_new(ahead_body, a, &(rill_opts){.name = name}, &ahead_hooks);
     if (!g) {
         a->n = 0; /* the caller keeps its sources */
         ahead_free(a);

@@ -28,7 +28,7 @@ static void gen_entry(rill__fiber *f);
 static void no_unhook(rill__waiter *w) { (void)w; }
 
 rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
-                        void (*dtor)(void *arg)) {
+                        const rill__gen_hooks *hooks) {
     if (!body) {
         errno = EINVAL;
         return NULL;
@@ -50,7 +50,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
     g->state = RILL__GEN_CREATED;
     g->body = body;
     g->arg = arg;
-    g->dtor = dtor;
+    g->hooks = hooks;
     if (o && o->name) {
         strncpy(g->name_buf, o->name, sizeof g->name_buf - 1);
     } else {
@@ -178,11 +178,13 @@ int rill_gen_send(rill_gen *g, void *in, void **value) {
 
 int rill_gen_next(rill_gen *g, void **value) { return rill_gen_send(g, NULL, value); }
 
-/* Finish a generator whose body never ran. */
+/* Finish a generator whose body never ran (an adapter's sources, which its
+ * body would have closed, are closed by its hook). */
 static void finish_unstarted(rill_gen *g, int status) {
     g->state = RILL__GEN_FINISHED;
     g->status = status;
     rill__fiber_release(&g->fiber);
+    if (g->hooks) g->hooks->close(g->arg);
 }
 
 int rill_gen_throw(rill_gen *g, int err, void **value) {
@@ -225,7 +227,7 @@ void rill_gen_free(rill_gen *g) {
     rill__list_remove(&g->node);
     rt->ngens--;
     g->magic = GEN_FREED;
-    if (g->dtor) g->dtor(g->arg);
+    if (g->hooks) g->hooks->free(g->arg);
     free(g);
     rill__bare_release();
 }

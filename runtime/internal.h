@@ -316,7 +316,7 @@ struct rill_gen {
     rill__gen_state state;
     rill_gen_fn *body;
     void *arg;
-    void (*dtor)(void *arg);   /* adapters: frees arg (and sources) */
+    const struct rill__gen_hooks *hooks; /* adapters: their sources, or NULL */
     rill_scope root;           /* outermost scope of the body; its parent is
                                   the consumer's innermost scope while running */
     rill__waiter consumer_wait; /* the consumer is blocked on it meanwhile */
@@ -332,9 +332,15 @@ struct rill_gen {
     char name_buf[32];
 };
 
-/* Create a generator whose dtor(arg) runs when it is freed. */
+/* What an adapter does, beyond its body, with the sources its arg owns. */
+typedef struct rill__gen_hooks {
+    void (*close)(void *arg);  /* closed (or thrown into) before its body ran */
+    void (*free)(void *arg);   /* freed: free arg and the sources */
+} rill__gen_hooks;
+
+/* Create a generator with hooks (NULL for none). */
 rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
-                        void (*dtor)(void *arg));
+                        const rill__gen_hooks *hooks);
 /* Close every suspended generator (a task body, for rill_run's end). */
 int rill__gens_shutdown(void *unused);
 bool rill__gens_suspended(void);

@@ -1,0 +1,1092 @@
+/* Generator adapters (rill_gen_map, _filter, _take, _batch, _merge,
+ * _prefetch): the values they yield, how errors, throws and closing travel
+ * through them, their ownership of their sources, and the backpressure and
+ * concurrency of the two that run sources ahead (DESIGN §6).  The protocol
+ * underneath (next, send, throw, close) is tests/test_gen.c's. */
+#include "helpers.h"
+
+/* ---- a source that records what happens to it -------------------------------- */
+
+typedef struct source {
+    int first, count;   /* yields first, first + 1, ...: count values (< 0: forever) */
+    double delay;       /* sleeps this long before each value */
+    int fail;           /* returned once the values are out, if non-zero */
+    int *fixed;         /* yield &fixed[i] (stable pointers), not the reused buf */
+    const int *consumed; /* the consumer's count, to measure how far ahead it runs */
+    /* what happened */
+    int buf;            /* one buffer, overwritten by every value */
+    int started, produced, cleanups, max_lead;
+    int end_rc;         /* what ended its loop: 0, -EPIPE, -ECANCELED, a thrown error */
+} source;
+
+static int source_body(rill_gen *g, void *arg) {
+    source *s = arg;
+    s->started++;
+    int rc = 0;
+    for (int i = 0; s->count < 0 || i < s->count; i++) {
+        if (s->delay > 0 && (rc = rill_sleep(s->delay)) < 0) break;
+        s->buf = s->first + i;
+        s->produced++;
+        if (s->consumed && s->produced - *s->consumed > s->max_lead)
+            s->max_lead = s->produced - *s->consumed;
+        if ((rc = rill_yield(g, s->fixed ? (void *)&s->fixed[i] : &s->buf)) < 0) break;
+    }
+    s->end_rc = rc;
+    s->cleanups++; /* the `finally:` of the body, on every way out */
+    if (rc == 0) return s->fail;
+    return rc == -EPIPE ? 0 : rc;
+}
+
+static rill_gen *source_new(source *s) {
+    rill_gen *g = rill_gen_new(source_body, s);
+    cr_assert(g, "rill_gen_new: %s", strerror(errno));
+    return g;
+}
+
+static int ival(const void *v) { return *(const int *)v; }
+
+/* The next value of g as an int; fails the test unless there is one. */
+static int next_int(rill_gen *g) {
+    void *v = NULL;
+    int rc = rill_gen_next(g, &v);
+    expect_eq(rc, 1);
+    cr_assert(v, "%s yielded NULL", rill_gen_name(g));
+    return ival(v);
+}
+
+/* The next value of a batching adapter; fails the test unless there is one. */
+static rill_batch *next_batch(rill_gen *g) {
+    void *v = NULL;
+    expect_eq(rill_gen_next(g, &v), 1);
+    cr_assert(v, "%s yielded NULL", rill_gen_name(g));
+    return v;
+}
+
+static void expect_ints(rill_gen *g, const int *want, int n) {
+    for (int i = 0; i < n; i++) {
+        int got = next_int(g);
+        cr_assert_eq(got, want[i], "value %d is %d, expected %d", i, got, want[i]);
+    }
+}
+
+static void expect_batch(const rill_batch *b, const int *want, size_t n) {
+    cr_assert_eq(b->n, n, "batch of %zu values, expected %zu", b->n, n);
+    for (size_t i = 0; i < n; i++) {
+        int got = ((const int *)b->items)[i];
+        cr_assert_eq(got, want[i], "item %zu is %d, expected %d", i, got, want[i]);
+    }
+}
+
+/* How many fibers are alive (from rill_dump's first line): tasks that an
+ * adapter failed to stop would show here.  Generators do not count. */
+static int live_fibers(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert(f);
+    rill_dump(f);
+    fclose(f);
+    int n = -1;
+    cr_assert_eq(sscanf(text, "rill: %d fiber", &n), 1, "rill_dump printed: %s", text);
+    free(text);
+    return n;
+}
+
+/* ---- functions given to adapters --------------------------------------------- */
+
+/* out = in * mul + add, into m->out (valid until the next resume, as a
+ * yielded value must be); err for the input fail_at. */
+typedef struct mapper {
+    int mul, add;
+    int err, fail_at;   /* err != 0: returned for the input fail_at */
+    double sleep;       /* blocks this long first */
+    int calls, out;
+} mapper;
+
+static int map_fn(void *in, void **out, void *ctx) {
+    mapper *m = ctx;
+    m->calls++;
+    if (m->sleep > 0) {
+        int rc = rill_sleep(m->sleep);
+        if (rc < 0) return rc;
+    }
+    if (m->err && ival(in) == m->fail_at) return m->err;
+    m->out = ival(in) * m->mul + m->add;
+    *out = &m->out;
+    return 0;
+}
+
+/* Keeps multiples of mod (mod 1: everything); err for the input fail_at. */
+typedef struct keeper {
+    int mod;
+    int err, fail_at;
+    double sleep;
+    int calls;
+} keeper;
+
+static int keep_fn(void *in, void *ctx) {
+    keeper *k = ctx;
+    k->calls++;
+    if (k->sleep > 0) {
+        int rc = rill_sleep(k->sleep);
+        if (rc < 0) return rc;
+    }
+    if (k->err && ival(in) == k->fail_at) return k->err;
+    return ival(in) % k->mod == 0;
+}
+
+/* ---- every adapter, for the behaviours they share ---------------------------- */
+
+enum kind { MAP, FILTER, TAKE, BATCH, PREFETCH, MERGE, NKINDS };
+static const char *const kind_names[NKINDS] = {"map", "filter", "take",
+                                               "batch", "prefetch", "merge"};
+
+/* How many sources each kind gets in the shared tests: merge several. */
+static int nsources(int k) { return k == MERGE ? 3 : 1; }
+
+/* The shared tests' sources block this long before each value, so that
+ * every one of a merge's sources gets started (merge_reads_every_source_
+ * even_when_none_blocks is about sources that never block). */
+#define SHARED_DELAY 0.001
+
+static mapper identity = {.mul = 1};
+static keeper keep_all = {.mod = 1};
+
+/* An adapter of kind k that passes every value of srcs on (take: up to 1000;
+ * batch: in pairs; prefetch: 4 ahead), ints copied where it copies. */
+static rill_gen *wrap(int k, rill_gen **srcs) {
+    rill_gen *g = NULL;
+    switch (k) {
+    case MAP: g = rill_gen_map(srcs[0], map_fn, &identity); break;
+    case FILTER: g = rill_gen_filter(srcs[0], keep_fn, &keep_all); break;
+    case TAKE: g = rill_gen_take(srcs[0], 1000); break;
+    case BATCH: g = rill_gen_batch(srcs[0], 2, sizeof(int)); break;
+    case PREFETCH: g = rill_gen_prefetch(srcs[0], 4, sizeof(int)); break;
+    case MERGE: g = rill_gen_merge(srcs, (size_t)nsources(k), sizeof(int)); break;
+    }
+    cr_assert(g, "rill_gen_%s: %s", kind_names[k], strerror(errno));
+    return g;
+}
+
+/* expect_eq, naming the adapter kind. */
+#define expect_eq_in(k, got, want)                                             \
+    do {                                                                       \
+        long long g_ = (long long)(got), w_ = (long long)(want);               \
+        cr_assert_eq(g_, w_, "%s: %s is %lld (%s), expected %s = %lld (%s)",   \
+                     kind_names[k], #got, g_, g_ < 0 ? rill_strerror((int)g_) : "", \
+                     #want, w_, w_ < 0 ? rill_strerror((int)w_) : "");         \
+    } while (0)
+
+/* Each source of a shared test ran, and cleaned up exactly once. */
+static void expect_cleaned_once(int k, const source *s) {
+    for (int i = 0; i < nsources(k); i++) {
+        expect_eq_in(k, s[i].started, 1);
+        expect_eq_in(k, s[i].cleanups, 1);
+    }
+}
+
+/* ---- map --------------------------------------------------------------------- */
+
+FIBER_TEST(adapt, map_yields_the_function_of_each_value) {
+    source s = {.count = 5};
+    mapper m = {.mul = 2};
+    rill_gen *g = rill_gen_map(source_new(&s), map_fn, &m);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 2, 4, 6, 8}, 5);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_map_function_error_ends_the_stream_with_that_error) {
+    source s = {.count = -1};
+    mapper m = {.mul = 2, .err = -ERANGE, .fail_at = 2};
+    rill_gen *g = rill_gen_map(source_new(&s), map_fn, &m);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 2}, 2);
+    expect_eq(rill_gen_next(g, NULL), -ERANGE);
+    expect_eq(s.cleanups, 1); /* the source was closed */
+    expect_eq(s.end_rc, -EPIPE);
+    expect_eq(s.produced, 3);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(rill_gen_status(g), -ERANGE);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+/* ---- filter ------------------------------------------------------------------ */
+
+FIBER_TEST(adapt, filter_yields_only_the_values_kept) {
+    source s = {.count = 10};
+    keeper k = {.mod = 2};
+    rill_gen *g = rill_gen_filter(source_new(&s), keep_fn, &k);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 2, 4, 6, 8}, 5);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(k.calls, 10);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_keep_function_error_ends_the_stream_with_that_error) {
+    source s = {.count = -1};
+    keeper k = {.mod = 1, .err = -EDOM, .fail_at = 3};
+    rill_gen *g = rill_gen_filter(source_new(&s), keep_fn, &k);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 1, 2}, 3);
+    expect_eq(rill_gen_next(g, NULL), -EDOM);
+    expect_eq(s.cleanups, 1);
+    expect_eq(s.end_rc, -EPIPE);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(rill_gen_status(g), -EDOM);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+/* ---- take -------------------------------------------------------------------- */
+
+FIBER_TEST(adapt, take_yields_the_first_n_values_then_closes_the_source) {
+    source s = {.count = -1};
+    rill_gen *g = rill_gen_take(source_new(&s), 3);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 1, 2}, 3);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.produced, 3); /* no value pulled beyond the n-th */
+    expect_eq(s.cleanups, 1);
+    expect_eq(s.end_rc, -EPIPE);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, take_of_a_shorter_source_yields_all_of_it) {
+    source s = {.count = 2};
+    rill_gen *g = rill_gen_take(source_new(&s), 5);
+    cr_assert(g);
+    expect_ints(g, (const int[]){0, 1}, 2);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, take_of_zero_yields_nothing_and_never_runs_the_source) {
+    source s = {.count = -1};
+    rill_gen *g = rill_gen_take(source_new(&s), 0);
+    cr_assert(g);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.started, 0);
+    rill_gen_free(g);
+    expect_eq(s.started, 0);
+    return 0;
+}
+
+/* ---- batch ------------------------------------------------------------------- */
+
+FIBER_TEST(adapt, batch_yields_n_values_per_batch_copied_by_item_size) {
+    source s = {.count = 6}; /* overwrites one buffer with every value */
+    rill_gen *g = rill_gen_batch(source_new(&s), 3, sizeof(int));
+    cr_assert(g);
+    expect_batch(next_batch(g), (const int[]){0, 1, 2}, 3);
+    expect_batch(next_batch(g), (const int[]){3, 4, 5}, 3);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_with_item_size_zero_keeps_the_pointers) {
+    int values[4] = {10, 11, 12, 13};
+    source s = {.count = 4, .fixed = values};
+    rill_gen *g = rill_gen_batch(source_new(&s), 4, 0);
+    cr_assert(g);
+    rill_batch *b = next_batch(g);
+    expect_eq(b->n, 4);
+    void **items = b->items;
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(items[i], (void *)&values[i], "item %d is %p, expected %p", i,
+                     items[i], (void *)&values[i]);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_yields_a_short_last_batch) {
+    source s = {.count = 7};
+    rill_gen *g = rill_gen_batch(source_new(&s), 3, sizeof(int));
+    cr_assert(g);
+    expect_batch(next_batch(g), (const int[]){0, 1, 2}, 3);
+    expect_batch(next_batch(g), (const int[]){3, 4, 5}, 3);
+    expect_batch(next_batch(g), (const int[]){6}, 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_of_an_exact_multiple_ends_without_an_empty_batch) {
+    source s = {.count = 6};
+    rill_gen *g = rill_gen_batch(source_new(&s), 2, sizeof(int));
+    cr_assert(g);
+    int batches = 0;
+    rill_batch *b;
+    rill_foreach(b, g) {
+        cr_assert_eq(b->n, 2, "batch %d holds %zu values", batches, b->n);
+        batches++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(batches, 3);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_of_10_buffers_25_values_as_10_10_and_5) {
+    source s = {.count = 25, .first = 100};
+    rill_gen *g = rill_gen_batch(source_new(&s), 10, sizeof(int));
+    cr_assert(g);
+    size_t sizes[3] = {10, 10, 5};
+    int expected = 100;
+    for (int i = 0; i < 3; i++) {
+        rill_batch *b = next_batch(g);
+        cr_assert_eq(b->n, sizes[i], "batch %d holds %zu values, expected %zu", i, b->n,
+                     sizes[i]);
+        for (size_t j = 0; j < b->n; j++, expected++)
+            cr_assert_eq(((int *)b->items)[j], expected, "batch %d item %zu is %d, expected %d",
+                         i, j, ((int *)b->items)[j], expected);
+    }
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_drops_the_partial_batch_when_the_source_fails) {
+    source s = {.count = 3, .fail = -EIO};
+    rill_gen *g = rill_gen_batch(source_new(&s), 2, sizeof(int));
+    cr_assert(g);
+    expect_batch(next_batch(g), (const int[]){0, 1}, 2);
+    expect_eq(rill_gen_next(g, NULL), -EIO); /* not the partial {2} */
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(rill_gen_status(g), -EIO);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+/* ---- pipelines --------------------------------------------------------------- */
+
+/* source -> map(x*2) -> filter(multiple of 3) -> map(x+1) -> take(7) -> batch(3) */
+static rill_gen *five_stages(source *s, mapper *m1, keeper *k, mapper *m2) {
+    *m1 = (mapper){.mul = 2};
+    *k = (keeper){.mod = 3};
+    *m2 = (mapper){.mul = 1, .add = 1};
+    rill_gen *g = source_new(s);
+    g = rill_gen_map(g, map_fn, m1);
+    cr_assert(g);
+    g = rill_gen_filter(g, keep_fn, k);
+    cr_assert(g);
+    g = rill_gen_map(g, map_fn, m2);
+    cr_assert(g);
+    g = rill_gen_take(g, 7);
+    cr_assert(g);
+    g = rill_gen_batch(g, 3, sizeof(int));
+    cr_assert(g);
+    return g;
+}
+
+FIBER_TEST(adapt, a_five_stage_pipeline_yields_the_right_values) {
+    source s = {.count = 100};
+    mapper m1, m2;
+    keeper k;
+    rill_gen *g = five_stages(&s, &m1, &k, &m2);
+    /* 0,2,4,...; the multiples of 3: 0,6,12,...; plus one; the first 7 */
+    expect_batch(next_batch(g), (const int[]){1, 7, 13}, 3);
+    expect_batch(next_batch(g), (const int[]){19, 25, 31}, 3);
+    expect_batch(next_batch(g), (const int[]){37}, 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.produced, 19); /* 18 * 2 = 36 was the 7th kept: nothing read beyond */
+    expect_eq(s.cleanups, 1);  /* take's end closed the whole chain below it */
+    expect_eq(s.end_rc, -EPIPE);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_source_error_passes_through_a_pipeline) {
+    source s = {.count = 4, .fail = -EIO};
+    mapper m1, m2;
+    keeper k;
+    rill_gen *g = five_stages(&s, &m1, &k, &m2);
+    expect_eq(rill_gen_next(g, NULL), -EIO); /* {1, 7} never makes a batch */
+    expect_eq(rill_gen_status(g), -EIO);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+/* ---- errors and throws through every adapter --------------------------------- */
+
+FIBER_TEST(adapt, a_source_error_passes_through_every_adapter) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            /* merge: the other sources end cleanly */
+            s[i] = (source){.first = 100 * i, .count = 3, .delay = SHARED_DELAY,
+                            .fail = i == 0 ? -EIO : 0};
+            srcs[i] = source_new(&s[i]);
+        }
+        rill_gen *g = wrap(k, srcs);
+        int values = 0, rc;
+        void *v;
+        while ((rc = rill_gen_next(g, &v)) == 1) values += k == BATCH || ival(v) < 100;
+        expect_eq_in(k, rc, -EIO);
+        /* every value the failing source yielded before its error came
+         * through (batch: its one full batch; the partial one is dropped) */
+        expect_eq_in(k, values, k == BATCH ? 1 : 3);
+        expect_eq_in(k, rill_gen_status(g), -EIO);
+        expect_eq_in(k, rill_gen_next(g, NULL), 0);
+        expect_cleaned_once(k, s);
+        rill_gen_free(g);
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, throwing_into_an_adapter_ends_it_with_that_error_and_closes_its_sources) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+            srcs[i] = source_new(&s[i]);
+        }
+        rill_gen *g = wrap(k, srcs);
+        expect_eq_in(k, rill_gen_next(g, NULL), 1);
+        expect_eq_in(k, rill_gen_throw(g, -EIO, NULL), -EIO);
+        expect_cleaned_once(k, s);
+        expect_eq_in(k, rill_gen_status(g), -EIO);
+        expect_eq_in(k, rill_gen_next(g, NULL), 0);
+        expect_eq_in(k, live_fibers(), 1);
+        rill_gen_free(g);
+        expect_cleaned_once(k, s);
+    }
+    return 0;
+}
+
+/* ---- ownership: adapters close and free their sources ------------------------ */
+
+FIBER_TEST(adapt, closing_an_adapter_runs_each_sources_cleanup_once) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+            srcs[i] = source_new(&s[i]);
+        }
+        rill_gen *g = wrap(k, srcs);
+        expect_eq_in(k, rill_gen_next(g, NULL), 1);
+        expect_eq_in(k, rill_gen_close(g), 0);
+        expect_cleaned_once(k, s);
+        expect_eq_in(k, rill_gen_next(g, NULL), 0);
+        expect_eq_in(k, live_fibers(), 1);
+        rill_gen_free(g);
+        expect_cleaned_once(k, s);
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, freeing_a_suspended_adapter_runs_each_sources_cleanup_once) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+            srcs[i] = source_new(&s[i]);
+        }
+        rill_gen *g = wrap(k, srcs);
+        expect_eq_in(k, rill_gen_next(g, NULL), 1);
+        rill_gen_free(g);
+        expect_cleaned_once(k, s);
+        for (int i = 0; i < nsources(k); i++)
+            expect_eq_in(k, s[i].end_rc < 0, 1); /* ended by the close, not exhausted */
+        expect_eq_in(k, live_fibers(), 1);
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, freeing_an_unstarted_adapter_never_runs_its_sources) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.count = -1};
+            srcs[i] = source_new(&s[i]);
+        }
+        rill_gen_free(wrap(k, srcs));
+        for (int i = 0; i < nsources(k); i++) {
+            expect_eq_in(k, s[i].started, 0);
+            expect_eq_in(k, s[i].cleanups, 0);
+        }
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, freeing_an_unstarted_adapter_closes_a_source_already_started) {
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1};
+            srcs[i] = source_new(&s[i]);
+            expect_eq_in(k, rill_gen_next(srcs[i], NULL), 1); /* peeked by the caller */
+        }
+        rill_gen_free(wrap(k, srcs));
+        expect_cleaned_once(k, s);
+        for (int i = 0; i < nsources(k); i++) expect_eq_in(k, s[i].end_rc, -EPIPE);
+    }
+    return 0;
+}
+
+/* The adapter's own body never ran, but its source had: closing (or throwing
+ * into) the adapter ends it, and "it closes them when it ends or is closed". */
+FIBER_TEST(adapt, closing_an_unstarted_adapter_closes_a_source_already_started) {
+    char missed[64] = "";
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+            srcs[i] = source_new(&s[i]);
+            expect_eq_in(k, rill_gen_next(srcs[i], NULL), 1); /* peeked by the caller */
+        }
+        rill_gen *g = wrap(k, srcs);
+        expect_eq_in(k, rill_gen_close(g), 0);
+        if (s[0].cleanups != 1) {
+            strcat(missed, " ");
+            strcat(missed, kind_names[k]);
+        }
+        rill_gen_free(g);
+        expect_cleaned_once(k, s);
+    }
+    cr_assert_str_empty(missed, "the source's cleanup ran only at free, not at close, for:%s",
+                        missed);
+    return 0;
+}
+
+FIBER_TEST(adapt, throwing_into_an_unstarted_adapter_closes_a_source_already_started) {
+    char missed[64] = "";
+    for (int k = 0; k < NKINDS; k++) {
+        source s[3];
+        rill_gen *srcs[3];
+        for (int i = 0; i < nsources(k); i++) {
+            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+            srcs[i] = source_new(&s[i]);
+            expect_eq_in(k, rill_gen_next(srcs[i], NULL), 1);
+        }
+        rill_gen *g = wrap(k, srcs);
+        expect_eq_in(k, rill_gen_throw(g, -EIO, NULL), -EIO);
+        if (s[0].cleanups != 1) {
+            strcat(missed, " ");
+            strcat(missed, kind_names[k]);
+        }
+        rill_gen_free(g);
+        expect_cleaned_once(k, s);
+    }
+    cr_assert_str_empty(missed, "the source's cleanup ran only at free, not at throw, for:%s",
+                        missed);
+    return 0;
+}
+
+FIBER_TEST(adapt, breaking_out_of_foreach_then_freeing_runs_the_cleanup_once) {
+    source s = {.count = -1};
+    mapper m = {.mul = 2};
+    rill_gen *g = rill_gen_map(source_new(&s), map_fn, &m);
+    cr_assert(g);
+    int *v = NULL, seen = 0;
+    rill_foreach(v, g) {
+        if (++seen == 2) break;
+    }
+    cr_assert(v);
+    expect_eq(*v, 2);
+    expect_eq(s.produced, 2); /* map pulls nothing ahead */
+    expect_eq(s.cleanups, 0); /* suspended, not closed, by the break */
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    expect_eq(s.end_rc, -EPIPE);
+    return 0;
+}
+
+FIBER_TEST(adapt, freeing_a_nested_pipeline_runs_every_sources_cleanup_once) {
+    source s[3] = {{.count = -1, .delay = SHARED_DELAY},
+                   {.first = 100, .count = -1, .delay = SHARED_DELAY},
+                   {.first = 200, .count = -1, .delay = SHARED_DELAY}};
+    mapper m = {.mul = 1};
+    keeper k = {.mod = 1};
+    rill_gen *srcs[3] = {rill_gen_map(source_new(&s[0]), map_fn, &m),
+                         rill_gen_filter(source_new(&s[1]), keep_fn, &k),
+                         rill_gen_prefetch(source_new(&s[2]), 2, sizeof(int))};
+    cr_assert(srcs[0] && srcs[1] && srcs[2]);
+    rill_gen *merged = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(merged);
+    rill_gen *g = rill_gen_take(rill_gen_batch(merged, 4, sizeof(int)), 100);
+    cr_assert(g);
+    for (int i = 0; i < 3; i++) expect_eq(rill_gen_next(g, NULL), 1);
+    rill_gen_free(g);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s[i].cleanups, 1, "source %d: %d cleanups", i, s[i].cleanups);
+        cr_assert(s[i].started, "source %d never ran", i);
+    }
+    expect_eq(live_fibers(), 1);
+    return 0;
+}
+
+/* ---- functions given to adapters may block ----------------------------------- */
+
+static int set_after_5ms(void *arg) {
+    int rc = rill_sleep(0.005);
+    *(bool *)arg = true;
+    return rc;
+}
+
+FIBER_TEST(adapt, functions_given_to_adapters_may_block) {
+    source s = {.count = 4};
+    mapper m = {.mul = 10, .sleep = 0.01};
+    keeper k = {.mod = 20, .sleep = 0.005};
+    rill_gen *g = rill_gen_filter(rill_gen_map(source_new(&s), map_fn, &m), keep_fn, &k);
+    cr_assert(g);
+    bool other_ran = false;
+    rill_task *t = rill_spawn(set_after_5ms, &other_ran);
+    cr_assert(t);
+    double t0 = rill_now();
+    expect_eq(next_int(g), 0);
+    expect_eq(other_ran, true); /* other fibers ran while the functions slept */
+    expect_eq(next_int(g), 20);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    double took = rill_now() - t0;
+    cr_assert(took >= 4 * 0.015 - 0.001, "4 values through 15 ms of functions took %.3f s",
+              took);
+    expect_eq(m.calls, 4);
+    expect_eq(k.calls, 4);
+    expect_eq(rill_join(t), 0);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_timeout_around_next_cancels_a_blocking_map_function) {
+    source s = {.count = -1};
+    mapper m = {.mul = 1, .sleep = RILL_FOREVER};
+    rill_gen *g = rill_gen_map(source_new(&s), map_fn, &m);
+    cr_assert(g);
+    double t0 = rill_now();
+    rill_scope sc;
+    rill_scope_enter(&sc, 0.02);
+    expect_eq(rill_gen_next(g, NULL), -ECANCELED);
+    expect_eq(rill_scope_exit(&sc), -ETIMEDOUT);
+    double took = rill_now() - t0;
+    cr_assert(took < 0.3, "a 0.02 s timeout took %.3f s", took);
+    expect_eq(s.cleanups, 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+/* ---- prefetch ---------------------------------------------------------------- */
+
+FIBER_TEST(adapt, prefetch_never_runs_more_than_depth_values_ahead) {
+    enum { DEPTH = 3 };
+    int consumed = 0;
+    source s = {.count = 20, .consumed = &consumed};
+    rill_gen *g = rill_gen_prefetch(source_new(&s), DEPTH, sizeof(int));
+    cr_assert(g);
+    int *v;
+    rill_foreach(v, g) {
+        cr_assert_eq(*v, consumed, "value %d is %d", consumed, *v);
+        consumed++;
+        cr_assert(s.produced - consumed <= DEPTH, "%d produced, %d consumed, depth %d",
+                  s.produced, consumed, DEPTH);
+        expect_eq(rill_sleep(0.001), 0); /* a slow consumer */
+        cr_assert(s.produced - consumed <= DEPTH, "%d produced, %d consumed, depth %d",
+                  s.produced, consumed, DEPTH);
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(consumed, 20);
+    cr_assert(s.max_lead <= DEPTH, "the source ran %d values ahead, depth %d", s.max_lead,
+              DEPTH);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, prefetch_runs_ahead_while_the_consumer_is_busy) {
+    enum { DEPTH = 4 };
+    const double delay = 0.02;
+    source s = {.count = 10, .delay = delay};
+    rill_gen *g = rill_gen_prefetch(source_new(&s), DEPTH, sizeof(int));
+    cr_assert(g);
+    expect_eq(next_int(g), 0);
+    expect_eq(rill_sleep(DEPTH * delay + 0.04), 0);
+    expect_eq(s.produced, 1 + DEPTH); /* depth values ready, and no more */
+    double t0 = rill_now();
+    for (int i = 1; i <= DEPTH; i++) expect_eq(next_int(g), i);
+    double took = rill_now() - t0;
+    cr_assert(took < DEPTH * delay / 2, "%d ready values took %.3f s", DEPTH, took);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, prefetch_copies_item_size_bytes_of_each_value) {
+    source s = {.count = 10}; /* overwrites one buffer with every value */
+    rill_gen *g = rill_gen_prefetch(source_new(&s), 5, sizeof(int));
+    cr_assert(g);
+    expect_eq(next_int(g), 0);
+    expect_eq(rill_sleep(0.01), 0); /* let the ring fill */
+    expect_eq(s.produced, 6);
+    for (int i = 1; i < 10; i++) expect_eq(next_int(g), i);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, closing_prefetch_stops_its_task_and_closes_the_source) {
+    source s = {.count = -1, .delay = 0.001};
+    rill_gen *g = rill_gen_prefetch(source_new(&s), 2, sizeof(int));
+    cr_assert(g);
+    expect_eq(next_int(g), 0);
+    expect_eq(next_int(g), 1);
+    expect_eq(live_fibers(), 2); /* main and the prefetching task */
+    expect_eq(rill_gen_close(g), 0);
+    expect_eq(live_fibers(), 1);
+    expect_eq(s.cleanups, 1);
+    int produced = s.produced;
+    expect_eq(rill_sleep(0.01), 0);
+    expect_eq(s.produced, produced);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_timeout_around_next_on_prefetch_cancels_cleanly) {
+    source s = {.count = -1, .delay = 1.0};
+    rill_gen *g = rill_gen_prefetch(source_new(&s), 2, sizeof(int));
+    cr_assert(g);
+    double t0 = rill_now();
+    rill_scope sc;
+    rill_scope_enter(&sc, 0.02);
+    expect_eq(rill_gen_next(g, NULL), -ECANCELED);
+    expect_eq(rill_scope_exit(&sc), -ETIMEDOUT);
+    double took = rill_now() - t0;
+    cr_assert(took < 0.3, "a 0.02 s timeout took %.3f s", took);
+    expect_eq(live_fibers(), 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    expect_eq(s.cleanups, 1);
+    expect_eq(s.produced, 0);
+    return 0;
+}
+
+/* ---- merge ------------------------------------------------------------------- */
+
+enum { NMERGE = 10, PER_SOURCE = 5 };
+
+/* Ten sources, the i-th yielding i*100 .. i*100+4, one every (i+1)*2 ms. */
+static rill_gen *ten_sources_merged(source *s) {
+    rill_gen *srcs[NMERGE];
+    for (int i = 0; i < NMERGE; i++) {
+        s[i] = (source){.first = 100 * i, .count = PER_SOURCE, .delay = 0.002 * (i + 1)};
+        srcs[i] = source_new(&s[i]);
+    }
+    rill_gen *g = rill_gen_merge(srcs, NMERGE, sizeof(int));
+    cr_assert(g);
+    return g;
+}
+
+FIBER_TEST(adapt, merge_yields_every_value_once_and_each_sources_in_order) {
+    source s[NMERGE];
+    rill_gen *g = ten_sources_merged(s);
+    int next[NMERGE] = {0}, total = 0;
+    int *v;
+    rill_foreach(v, g) {
+        int src = *v / 100, k = *v % 100;
+        cr_assert(src >= 0 && src < NMERGE, "unexpected value %d", *v);
+        cr_assert_eq(k, next[src], "source %d: got its value %d, expected %d", src, k,
+                     next[src]);
+        next[src]++;
+        total++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(total, NMERGE * PER_SOURCE);
+    for (int i = 0; i < NMERGE; i++) {
+        cr_assert_eq(next[i], PER_SOURCE, "source %d: %d values", i, next[i]);
+        expect_eq(s[i].cleanups, 1);
+    }
+    expect_eq(live_fibers(), 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, merge_consumes_its_sources_concurrently) {
+    source s[NMERGE];
+    double slowest = PER_SOURCE * 0.002 * NMERGE, sum = 0;
+    for (int i = 0; i < NMERGE; i++) sum += PER_SOURCE * 0.002 * (i + 1);
+    double t0 = rill_now();
+    rill_gen *g = ten_sources_merged(s);
+    int total = 0, rc;
+    while ((rc = rill_gen_next(g, NULL)) == 1) total++;
+    double took = rill_now() - t0;
+    expect_eq(rc, 0);
+    expect_eq(total, NMERGE * PER_SOURCE);
+    cr_assert(took >= slowest - 0.001, "took %.3f s, less than the slowest source's %.3f s",
+              took, slowest);
+    cr_assert(took < sum / 2, "took %.3f s: the slowest source takes %.3f s, all in turn %.3f s",
+              took, slowest, sum);
+    rill_gen_free(g);
+    return 0;
+}
+
+/* "Consumed concurrently (one task each)": a source that is always ready
+ * must not keep the others from ever being read. */
+FIBER_TEST(adapt, merge_reads_every_source_even_when_none_blocks) {
+    source s[3];
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (source){.first = 100 * i, .count = -1};
+        srcs[i] = source_new(&s[i]);
+    }
+    rill_gen *g = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(g);
+    int from[3] = {0};
+    for (int i = 0; i < 30; i++) from[next_int(g) / 100]++;
+    rill_gen_free(g);
+    cr_assert(from[0] && from[1] && from[2],
+              "of the first 30 values, %d came from source 0, %d from 1, %d from 2 "
+              "(started: %d, %d, %d)", from[0], from[1], from[2], s[0].started,
+              s[1].started, s[2].started);
+    for (int i = 0; i < 3; i++) expect_eq(s[i].cleanups, s[i].started);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_failing_merge_source_ends_the_merge_after_closing_the_others) {
+    source s[3] = {{.count = 2, .delay = 0.005, .fail = -EIO},
+                   {.first = 100, .count = -1, .delay = 0.003},
+                   {.first = 200, .count = -1, .delay = 0.003}};
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) srcs[i] = source_new(&s[i]);
+    rill_gen *g = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(g);
+    double t0 = rill_now();
+    int rc, from_failing = 0;
+    void *v;
+    while ((rc = rill_gen_next(g, &v)) == 1) from_failing += ival(v) < 100;
+    double took = rill_now() - t0;
+    expect_eq(rc, -EIO);
+    cr_assert(took < 0.3, "the merge took %.3f s to end", took);
+    expect_eq(from_failing, 2);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(s[i].cleanups, 1, "source %d: %d cleanups", i, s[i].cleanups);
+    expect_eq(live_fibers(), 1);
+    expect_eq(rill_gen_status(g), -EIO);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    for (int i = 0; i < 3; i++) expect_eq(s[i].cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, closing_a_merge_early_stops_every_source) {
+    source s[3];
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (source){.first = 100 * i, .count = -1, .delay = 0.002};
+        srcs[i] = source_new(&s[i]);
+    }
+    rill_gen *g = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(g);
+    for (int i = 0; i < 5; i++) expect_eq(rill_gen_next(g, NULL), 1);
+    expect_eq(rill_gen_close(g), 0);
+    expect_eq(live_fibers(), 1);
+    int produced[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s[i].cleanups, 1, "source %d: %d cleanups", i, s[i].cleanups);
+        produced[i] = s[i].produced;
+    }
+    expect_eq(rill_sleep(0.01), 0);
+    for (int i = 0; i < 3; i++) expect_eq(s[i].produced, produced[i]);
+    rill_gen_free(g);
+    for (int i = 0; i < 3; i++) expect_eq(s[i].cleanups, 1);
+    return 0;
+}
+
+FIBER_TEST(adapt, merge_with_item_size_zero_passes_the_pointers_on) {
+    int a[3] = {1, 2, 3}, b[3] = {101, 102, 103};
+    source s[2] = {{.count = 3, .fixed = a, .delay = 0.001},
+                   {.count = 3, .fixed = b, .delay = 0.0015}};
+    rill_gen *srcs[2] = {source_new(&s[0]), source_new(&s[1])};
+    rill_gen *g = rill_gen_merge(srcs, 2, 0);
+    cr_assert(g);
+    int seen_a[3] = {0}, seen_b[3] = {0};
+    int *v;
+    rill_foreach(v, g) {
+        if (v >= a && v < a + 3) seen_a[v - a]++;
+        else if (v >= b && v < b + 3) seen_b[v - b]++;
+        else cr_assert_fail("yielded %p, not a pointer the sources yielded", (void *)v);
+    }
+    expect_eq(rill_gen_status(g), 0);
+    for (int i = 0; i < 3; i++) {
+        expect_eq(seen_a[i], 1);
+        expect_eq(seen_b[i], 1);
+    }
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_timeout_around_next_on_merge_cancels_cleanly) {
+    source s[3];
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = (source){.first = 100 * i, .count = -1, .delay = 1.0};
+        srcs[i] = source_new(&s[i]);
+    }
+    rill_gen *g = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(g);
+    double t0 = rill_now();
+    rill_scope sc;
+    rill_scope_enter(&sc, 0.02);
+    expect_eq(rill_gen_next(g, NULL), -ECANCELED);
+    expect_eq(rill_scope_exit(&sc), -ETIMEDOUT);
+    double took = rill_now() - t0;
+    cr_assert(took < 0.3, "a 0.02 s timeout took %.3f s", took);
+    expect_eq(live_fibers(), 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(s[i].cleanups, 1, "source %d: %d cleanups", i, s[i].cleanups);
+        expect_eq(s[i].produced, 0);
+    }
+    return 0;
+}
+
+/* A timeout while the merge is mid-stream: some values were delivered, the
+ * sources are suspended or blocked in different places. */
+FIBER_TEST(adapt, a_timeout_around_next_on_a_running_merge_cancels_cleanly) {
+    source s[3] = {{.count = -1, .delay = 0.001},
+                   {.first = 100, .count = -1, .delay = 0.5},
+                   {.first = 200, .count = 1}};
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) srcs[i] = source_new(&s[i]);
+    rill_gen *g = rill_gen_merge(srcs, 3, sizeof(int));
+    cr_assert(g);
+    for (int i = 0; i < 4; i++) expect_eq(rill_gen_next(g, NULL), 1);
+    s[0].delay = 1.0; /* from now on, nothing comes within the timeout */
+    expect_eq(rill_sleep(0.005), 0);
+    void *v;
+    int rc;
+    rill_scope sc;
+    rill_scope_enter(&sc, 0.02);
+    while ((rc = rill_gen_next(g, &v)) == 1) {}
+    expect_eq(rc, -ECANCELED);
+    expect_eq(rill_scope_exit(&sc), -ETIMEDOUT);
+    expect_eq(live_fibers(), 1);
+    rill_gen_free(g);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(s[i].cleanups, 1, "source %d: %d cleanups", i, s[i].cleanups);
+    return 0;
+}
+
+/* ---- invalid arguments ------------------------------------------------------- */
+
+#define expect_einval(call)                                                     \
+    do {                                                                        \
+        errno = 0;                                                              \
+        rill_gen *r_ = (call);                                                  \
+        cr_assert_null(r_, "%s returned %p", #call, (void *)r_);               \
+        cr_assert_eq(errno, EINVAL, "%s: errno %d (%s), expected EINVAL", #call, \
+                     errno, strerror(errno));                                   \
+    } while (0)
+
+FIBER_TEST(adapt, adapters_refuse_a_null_source_with_einval) {
+    mapper m = {.mul = 1};
+    keeper k = {.mod = 1};
+    expect_einval(rill_gen_map(NULL, map_fn, &m));
+    expect_einval(rill_gen_filter(NULL, keep_fn, &k));
+    expect_einval(rill_gen_take(NULL, 1));
+    expect_einval(rill_gen_batch(NULL, 1, sizeof(int)));
+    expect_einval(rill_gen_prefetch(NULL, 1, sizeof(int)));
+    expect_einval(rill_gen_merge(NULL, 1, sizeof(int)));
+    return 0;
+}
+
+FIBER_TEST(adapt, map_and_filter_refuse_a_null_function_with_einval) {
+    source s = {.count = 1};
+    rill_gen *src = source_new(&s);
+    expect_einval(rill_gen_map(src, NULL, NULL));
+    expect_einval(rill_gen_filter(src, NULL, NULL));
+    rill_gen_free(src);
+    return 0;
+}
+
+FIBER_TEST(adapt, batch_refuses_a_size_of_zero_with_einval) {
+    source s = {.count = 1};
+    rill_gen *src = source_new(&s);
+    expect_einval(rill_gen_batch(src, 0, sizeof(int)));
+    expect_einval(rill_gen_batch(src, 0, 0));
+    rill_gen_free(src);
+    return 0;
+}
+
+FIBER_TEST(adapt, prefetch_refuses_a_depth_of_zero_with_einval) {
+    source s = {.count = 1};
+    rill_gen *src = source_new(&s);
+    expect_einval(rill_gen_prefetch(src, 0, sizeof(int)));
+    expect_einval(rill_gen_prefetch(src, 0, 0));
+    rill_gen_free(src);
+    return 0;
+}
+
+FIBER_TEST(adapt, merge_refuses_no_sources_or_a_null_one_with_einval) {
+    source s = {.count = 1};
+    rill_gen *srcs[3] = {source_new(&s), NULL, NULL};
+    expect_einval(rill_gen_merge(srcs, 0, sizeof(int)));
+    expect_einval(rill_gen_merge(srcs, 2, sizeof(int)));
+    srcs[1] = srcs[0];
+    srcs[0] = NULL;
+    expect_einval(rill_gen_merge(srcs, 2, sizeof(int)));
+    rill_gen_free(srcs[1]);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_refused_adapter_leaves_its_source_to_the_caller) {
+    source s = {.count = 3};
+    rill_gen *src = source_new(&s);
+    expect_einval(rill_gen_batch(src, 0, sizeof(int)));
+    expect_einval(rill_gen_prefetch(src, 0, sizeof(int)));
+    expect_einval(rill_gen_map(src, NULL, NULL));
+    rill_gen *srcs[2] = {src, NULL};
+    expect_einval(rill_gen_merge(srcs, 2, sizeof(int)));
+    /* still the caller's, untouched, and usable */
+    expect_eq(s.started, 0);
+    expect_ints(src, (const int[]){0, 1, 2}, 3);
+    expect_eq(rill_gen_next(src, NULL), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(src);
+    return 0;
+}
+
+FIBER_TEST(adapt, an_impossible_batch_size_fails_and_leaves_the_source_to_the_caller) {
+    source s = {.count = 1};
+    rill_gen *src = source_new(&s);
+    errno = 0;
+    cr_assert_null(rill_gen_batch(src, SIZE_MAX / 2, sizeof(int)));
+    cr_assert(errno == EINVAL || errno == ENOMEM, "errno %d (%s)", errno, strerror(errno));
+    expect_eq(next_int(src), 0);
+    rill_gen_free(src);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
