@@ -151,7 +151,8 @@ RILL_API const char *rill_strerror(int err);
  * so that timers and I/O are never starved by fibers that keep yielding).
  *
  * If every fiber is blocked and nothing can wake one (no timer, no fd watcher,
- * no other active libev watcher), rill_run does not hang: it prints the
+ * no other active libev watcher; the deadline of a scope inside a suspended
+ * generator does not count), rill_run does not hang: it prints the
  * blocked fibers as rill_dump() does and wakes each of them with -EDEADLK
  * from the call it is blocked in (shielded or not), so that the program can
  * unwind; rill_run then returns -EDEADLK whatever main returns.  If they
@@ -344,7 +345,9 @@ RILL_API bool rill_cancelled(void);
 RILL_API void rill_group_init(rill_group *g);
 
 /* Start fn(arg) as a child of g.  Returns 0, -EINVAL if g or fn is NULL or g
- * was already waited for, -EPERM outside a runtime, -ENOMEM. */
+ * was already waited for, -EPERM outside a runtime or in a generator body
+ * driven from outside any fiber (nothing there could wait for the child),
+ * -ENOMEM. */
 RILL_API int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg);
 
 /* rill_group_spawn() with options (name, stack size); o may be NULL. */
@@ -475,7 +478,12 @@ RILL_API int rill_gen_throw(rill_gen *g, int err, void **value);
 RILL_API int rill_gen_close(rill_gen *g);
 
 /* Close g if suspended (running its cleanup), then free it.  No effect
- * (errno EBUSY) if the body is running for a consumer; NULL: no effect. */
+ * (errno EBUSY) if the body is running for a consumer; no effect (errno
+ * EINVAL) on NULL or on an adapter's source, which the adapter frees (so do
+ * not give a source to RILL_GEN_AUTO as well as to an adapter); no effect
+ * (errno EPERM) from outside any fiber on a merge or prefetch whose tasks
+ * are running (rill_run's end closes it).  Resuming or closing such a
+ * generator from outside a fiber returns -EPERM likewise. */
 RILL_API void rill_gen_free(rill_gen *g);
 
 /* The result that ended iteration (0 exhausted, or an error), or 0 while
@@ -510,10 +518,14 @@ RILL_API void rill__gen_autofree(rill_gen **g);
 /* ---- adapters ----------------------------------------------------------
  * Each returns a new generator that owns its source(s): it closes them when
  * it ends or is closed (their cleanup runs then), and frees them when it is
- * freed.  Functions given to adapters run in the adapter's body and may
- * block.  Values thrown into an adapter end it with that error.  Each
- * returns NULL with errno EINVAL (a NULL source or function, a zero size)
- * or ENOMEM; the sources then stay the caller's. */
+ * freed; rill_gen_free on a source is then refused.  Functions given to
+ * adapters run in the adapter's body and may block.  Values thrown into an
+ * adapter end it with that error.  An adapter that copies values
+ * (item_size > 0) ends with -EINVAL if a source yields NULL.  merge and
+ * prefetch run their sources in tasks: they need rill_run (a body driven
+ * from outside any fiber gets -EPERM).  Each returns NULL with errno EINVAL
+ * (a NULL or already owned source, the same source twice, a NULL function,
+ * a zero size) or ENOMEM; the sources then stay the caller's. */
 
 /* Map: 0 with *out set, or a negative errno that ends the stream. */
 typedef int rill_map_fn(void *in, void **out, void *ctx);

@@ -5,8 +5,10 @@
  *
  * Ownership: an adapter owns its sources.  Its body closes them when it ends
  * or is closed (so their cleanup runs then); its destructor frees them when
- * the adapter is freed.  A value thrown into an adapter ends it with that
- * error, after closing its sources.
+ * the adapter is freed (rill_gen_free refuses to free an owned source).  A
+ * value thrown into an adapter ends it with that error, after closing its
+ * sources.  An adapter that copies values (item_size > 0) ends with -EINVAL
+ * if a source yields NULL.
  */
 #include <string.h>
 
@@ -36,7 +38,7 @@ static void one_src_close(void *arg) {
 
 static void one_src_free(void *arg) {
     one_src *a = arg;
-    rill_gen_free(a->src);
+    rill__gen_free(a->src);
     free(a->items);
     free(a);
 }
@@ -55,7 +57,9 @@ static rill_gen *adapter(rill_gen *src, rill_gen_fn *body, one_src *a, const cha
     if (!g) {
         free(a->items);
         free(a);
+        return NULL;
     }
+    src->owned = true;
     return g;
 }
 
@@ -118,6 +122,10 @@ static int batch_body(rill_gen *g, void *arg) {
     do {
         a->batch.n = 0;
         while (a->batch.n < a->n && (rc = rill_gen_next(a->src, &in)) == 1) {
+            if (a->item_size && !in) {
+                rc = -EINVAL; /* nothing to copy */
+                break;
+            }
             char *slot = a->items + a->batch.n++ * size;
             if (a->item_size) memcpy(slot, in, a->item_size);
             else memcpy(slot, &in, sizeof in);
@@ -130,28 +138,28 @@ static int batch_body(rill_gen *g, void *arg) {
 }
 
 rill_gen *rill_gen_map(rill_gen *src, rill_map_fn *fn, void *ctx) {
-    if (!src || !fn) return fail(EINVAL);
+    if (!src || src->owned || !fn) return fail(EINVAL);
     one_src *a = calloc(1, sizeof *a);
     if (a) a->fn = (void *)fn, a->ctx = ctx;
     return adapter(src, map_body, a, "map");
 }
 
 rill_gen *rill_gen_filter(rill_gen *src, rill_keep_fn *keep, void *ctx) {
-    if (!src || !keep) return fail(EINVAL);
+    if (!src || src->owned || !keep) return fail(EINVAL);
     one_src *a = calloc(1, sizeof *a);
     if (a) a->fn = (void *)keep, a->ctx = ctx;
     return adapter(src, filter_body, a, "filter");
 }
 
 rill_gen *rill_gen_take(rill_gen *src, size_t n) {
-    if (!src) return fail(EINVAL);
+    if (!src || src->owned) return fail(EINVAL);
     one_src *a = calloc(1, sizeof *a);
     if (a) a->n = n;
     return adapter(src, take_body, a, "take");
 }
 
 rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
-    if (!src || n == 0) return fail(EINVAL);
+    if (!src || src->owned || n == 0) return fail(EINVAL);
     size_t size = item_size ? item_size : sizeof(void *);
     if (n > SIZE_MAX / size) return fail(EINVAL);
     one_src *a = calloc(1, sizeof *a);
@@ -176,6 +184,7 @@ typedef struct ring {
     size_t cap, size;           /* slots, bytes per slot */
     size_t head, len, reserved;
     size_t producers;           /* still running; 0: no more values */
+    int err;                    /* a producer cancelled from outside */
     rill__list not_full, not_empty;
 } ring;
 
@@ -186,6 +195,7 @@ static int ring_init(ring *r, size_t cap, size_t item_size, size_t producers) {
     r->cap = cap;
     r->head = r->len = r->reserved = 0;
     r->producers = producers;
+    r->err = 0;
     rill__list_init(&r->not_full);
     rill__list_init(&r->not_empty);
     return 0;
@@ -208,27 +218,29 @@ static int ring_reserve(ring *r) {
     return rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
 }
 
-/* Fill a reserved slot (item NULL: give the reservation back). */
+/* Fill a reserved slot. */
 static void ring_commit(ring *r, const void *item) {
     r->reserved--;
-    if (item) {
-        memcpy(r->buf + (r->head + r->len) % r->cap * r->size, item, r->size);
-        r->len++;
-        rill__waitq_wake_one(&r->not_empty, 0);
-    } else {
-        slot_freed(r);
-    }
+    memcpy(r->buf + (r->head + r->len) % r->cap * r->size, item, r->size);
+    r->len++;
+    rill__waitq_wake_one(&r->not_empty, 0);
+}
+
+/* Give a reservation back unused. */
+static void ring_unreserve(ring *r) {
+    r->reserved--;
+    slot_freed(r);
 }
 
 static void ring_producer_done(ring *r) {
     if (--r->producers == 0) rill__waitq_wake_all(&r->not_empty, 0);
 }
 
-/* Take the oldest value into out.  1, 0 once every producer is done and the
- * ring drained, or -ECANCELED. */
+/* Take the oldest value into out.  1; once every producer is done and the
+ * ring drained, 0 or the error a producer left; or -ECANCELED. */
 static int ring_take(ring *r, void *out) {
     while (r->len == 0) {
-        if (r->producers == 0) return 0;
+        if (r->producers == 0) return r->err;
         rill__waiter w;
         int rc = rill__waitq_wait(&r->not_empty, &w, "prefetched value", NULL);
         if (rc < 0) return rc;
@@ -264,7 +276,7 @@ static void ahead_close(void *arg) {
 
 static void ahead_free(void *arg) {
     ahead *a = arg;
-    for (size_t i = 0; i < a->n; i++) rill_gen_free(a->pullers[i].src);
+    for (size_t i = 0; i < a->n; i++) rill__gen_free(a->pullers[i].src);
     free(a->pullers);
     free(a->r.buf);
     free(a->cur);
@@ -281,12 +293,16 @@ static int pull(void *arg) {
     int rc;
     void *v;
     while ((rc = ring_reserve(r)) == 0) {
-        if ((rc = rill_gen_next(p->src, &v)) != 1) {
-            ring_commit(r, NULL);
+        if ((rc = rill_gen_next(p->src, &v)) != 1 || (p->a->item_size && !v)) {
+            ring_unreserve(r);
+            if (rc == 1) rc = -EINVAL; /* a NULL value: nothing to copy */
             break;
         }
         ring_commit(r, p->a->item_size ? v : (void *)&v);
     }
+    /* Cancelled from outside its group (rill_run's end cancels every task):
+     * the stream did not end, so do not let it look as if it had. */
+    if (rc == -ECANCELED && !r->err) r->err = rc;
     ring_producer_done(r);
     return rc;
 }
@@ -340,19 +356,24 @@ static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, size_t item_
     if (!g) {
         a->n = 0; /* the caller keeps its sources */
         ahead_free(a);
+        return NULL;
     }
+    for (size_t i = 0; i < n; i++) srcs[i]->owned = true;
     return g;
 }
 
 rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size) {
     if (!srcs || n == 0) return fail(EINVAL);
-    for (size_t i = 0; i < n; i++)
-        if (!srcs[i]) return fail(EINVAL);
+    for (size_t i = 0; i < n; i++) {
+        if (!srcs[i] || srcs[i]->owned) return fail(EINVAL);
+        for (size_t j = 0; j < i; j++)
+            if (srcs[j] == srcs[i]) return fail(EINVAL); /* one consumer each */
+    }
     return ahead_new(srcs, n, n, item_size, "merge");
 }
 
 rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size) {
-    if (!src || depth == 0) return fail(EINVAL);
+    if (!src || src->owned || depth == 0) return fail(EINVAL);
     char name[32];
     snprintf(name, sizeof name, "prefetch(%.18s)", rill_gen_name(src));
     return ahead_new(&src, 1, depth, item_size, name);

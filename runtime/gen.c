@@ -108,7 +108,7 @@ static int resume(rill_gen *g, int resume_with) {
     rill__switch(me, &g->fiber);
     if (g->state == RILL__GEN_FINISHED && g->fiber.stack && g->fiber.state != RILL__DONE) {
         /* The body yielded after -EPIPE: abandon it, from this stack. */
-        rill__timers_disarm_within(g->fiber.stack->lo, g->fiber.stack->hi);
+        rill__fiber_drop_timers(&g->fiber);
         rill__fiber_release(&g->fiber);
     }
     return g->result;
@@ -118,7 +118,9 @@ int rill_yield(rill_gen *g, void *value) {
     rill__rt *rt = rill__self;
     if (!valid(g) || !rt || rt->current != &g->fiber) return -EINVAL;
     if (g->closing) {
-        /* Yielding after GeneratorExit: the consumer abandons this stack. */
+        /* Yielding after GeneratorExit: the consumer abandons this stack,
+         * which must not hold a group with children still running. */
+        rill__check_groups_waited(&g->fiber);
         g->result = -EPROTO;
         g->status = -EPROTO;
         g->state = RILL__GEN_FINISHED;
@@ -140,7 +142,7 @@ static void gen_entry(rill__fiber *f) {
     int rc = g->body(g, g->arg);
     rill__check_groups_waited(f);
     if (f->scope != &g->root) { /* scopes the body left open */
-        rill__timers_disarm_within(f->stack->lo, f->stack->hi);
+        rill__fiber_drop_timers(f);
         f->scope = &g->root;
     }
     if (g->closing) {
@@ -155,10 +157,25 @@ static void gen_entry(rill__fiber *f) {
     RILL_ASSERT(0, "a finished generator was resumed");
 }
 
-/* Checks common to next, send and throw.  Returns 1 to go on resuming. */
+/* Is the caller one of g's own children (a task of a group on g's stack,
+ * such as a prefetch's puller)?  Resuming g from there is a cycle. */
+static bool from_own_child(const rill_gen *g) {
+    rill_task *t = rill_current();
+    return t && t->group && t->group->owner == &g->fiber;
+}
+
+/* A body with tasks of its own running (merge, prefetch) must be resumed
+ * from a fiber: from outside one, it could not wait for them. */
+static bool needs_a_fiber(const rill_gen *g) {
+    rill__rt *rt = rill__self;
+    return g->fiber.busy_groups && rill__root(rt->current) == &rt->host;
+}
+
+/* Checks common to next, send, throw and close.  Returns 1 to go on. */
 static int can_resume(rill_gen *g) {
     if (!valid(g)) return -EINVAL;
-    if (g->state == RILL__GEN_RUNNING) return -EBUSY;
+    if (g->state == RILL__GEN_RUNNING || from_own_child(g)) return -EBUSY;
+    if (needs_a_fiber(g)) return -EPERM;
     if (g->state == RILL__GEN_FINISHED) return 0;
     return 1;
 }
@@ -202,6 +219,8 @@ int rill_gen_throw(rill_gen *g, int err, void **value) {
 
 int rill_gen_close(rill_gen *g) {
     if (!valid(g)) return -EINVAL;
+    if (from_own_child(g)) return -EBUSY;
+    if (needs_a_fiber(g)) return -EPERM;
     switch (g->state) {
     case RILL__GEN_RUNNING: return -EBUSY;
     case RILL__GEN_FINISHED: return 0;
@@ -214,12 +233,20 @@ int rill_gen_close(rill_gen *g) {
 }
 
 void rill_gen_free(rill_gen *g) {
-    if (!valid(g)) {
+    if (!valid(g) || g->owned) { /* an adapter's source is the adapter's */
         errno = EINVAL;
         return;
     }
-    if (g->state == RILL__GEN_RUNNING) {
+    rill__gen_free(g);
+}
+
+void rill__gen_free(rill_gen *g) {
+    if (g->state == RILL__GEN_RUNNING || from_own_child(g)) {
         errno = EBUSY;
+        return;
+    }
+    if (needs_a_fiber(g)) {
+        errno = EPERM;
         return;
     }
     rill_gen_close(g);
@@ -246,6 +273,29 @@ const char *rill_gen_name(const rill_gen *g) { return valid(g) ? g->name_buf : "
  * loop that ends; one started outside (or in another run) is not its own. */
 static bool shutdown_closes(const rill_gen *g) {
     return g->state == RILL__GEN_SUSPENDED && g->run_id == rill__self->run_id;
+}
+
+bool rill__fiber_is_suspended_gen(const rill__fiber *f) {
+    if (f->is_task || !f->stack) return false;
+    const rill_gen *g = rill__container_of(f, rill_gen, fiber);
+    return g->magic == GEN_MAGIC && g->state == RILL__GEN_SUSPENDED;
+}
+
+void rill__gens_abandon_chain(rill__fiber *consumer) {
+    rill__fiber *f = consumer->delegate;
+    consumer->delegate = NULL;
+    while (f) {
+        rill_gen *g = rill__container_of(f, rill_gen, fiber);
+        rill__fiber *next = f->delegate;
+        if (f->state == RILL__BLOCKED && !next) f->wait->unhook(f->wait);
+        rill__fiber_drop_timers(f);
+        rill__fiber_release(f);
+        f->delegate = f->delegator = NULL;
+        f->state = RILL__DONE;
+        g->state = RILL__GEN_FINISHED;
+        g->status = g->result = -EDEADLK;
+        f = next;
+    }
 }
 
 bool rill__gens_suspended(void) {

@@ -55,6 +55,10 @@ void rill_group_cancel(rill_group *g) {
 
 int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts *o) {
     if (!valid(g) || !fn || g->waited) return -EINVAL;
+    /* A generator body driven from outside any fiber could never wait for
+     * the child: refuse, as its blocking calls are refused. */
+    rill__rt *rt = rill__self;
+    if (rt && rt->current != &rt->host && rill__root(rt->current) == &rt->host) return -EPERM;
     rill_task *t = rill__task_new(fn, arg, o);
     if (!t) return -errno;
     t->group = g;

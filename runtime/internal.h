@@ -178,8 +178,8 @@ int rill__timers_run(double now);
 /* The earliest deadline armed, or INFINITY. */
 double rill__timers_next(void);
 void rill__timers_free(void);
-/* Disarm every timer whose struct lies in [lo, hi): a dead fiber's stack. */
-void rill__timers_disarm_within(const void *lo, const void *hi);
+/* Take out of the heap every timer pred() says (without writing to them). */
+void rill__timers_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx);
 
 /* ---- tasks (task.c) ----------------------------------------------------- */
 
@@ -229,6 +229,7 @@ typedef struct rill__rt {
     unsigned budget;           /* hand-offs left before the host polls */
     bool deadlocked;           /* a deadlock was found: rill_run says so */
     bool shutting_down;        /* main has ended: new tasks start cancelled */
+    bool abandoned;            /* fibers were abandoned: no generator shutdown */
     uint64_t ended_count;      /* fibers ended so far: progress, for deadlocks */
     uint64_t ended_at_deadlock; /* ended_count when the last deadlock was found */
     uint64_t spawned;          /* for default names */
@@ -295,6 +296,13 @@ void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
 /* Close s wherever it is in its fiber's chain; the scopes inside it stay
  * open, now under s's parent. */
 void rill__scope_unlink(rill_scope *s);
+/* f's body is gone (returned with scopes open, abandoned): take out every
+ * timer on its stack (without reading it) and every deadline of a scope of
+ * f's that lives elsewhere (marking that scope exited). */
+void rill__fiber_drop_timers(rill__fiber *f);
+/* Could this armed timer wake a fiber?  Not a deadline of a suspended
+ * generator's scope (the deadlock check ignores those). */
+bool rill__timer_can_wake(rill__timer *t);
 /* Mark s's deadline as fired (and its timer disarmed). */
 void rill__scope_expire(rill_scope *s);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
@@ -327,6 +335,7 @@ struct rill_gen {
     int status;                /* rill_gen_status */
     bool closing;              /* -EPIPE delivered: another yield is a bug */
     bool started;
+    bool owned;                /* an adapter's source: the adapter frees it */
     uint64_t run_id;           /* the run it first ran in: that run closes it */
     rill__list node;           /* on rt->gens while the runtime knows it */
     char name_buf[32];
@@ -344,6 +353,13 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
 /* Close every suspended generator (a task body, for rill_run's end). */
 int rill__gens_shutdown(void *unused);
 bool rill__gens_suspended(void);
+/* A consumer's delegate chain is being abandoned (a deadlock that persists):
+ * finish every generator on it, releasing their stacks. */
+void rill__gens_abandon_chain(rill__fiber *consumer);
+/* Free a generator whatever its owner (adapters freeing their sources). */
+void rill__gen_free(rill_gen *g);
+/* Is f a generator's fiber, suspended at a yield? */
+bool rill__fiber_is_suspended_gen(const rill__fiber *f);
 /* Fiber at the end of f's delegate chain. */
 static inline rill__fiber *rill__leaf(rill__fiber *f) {
     while (f->delegate) f = f->delegate;

@@ -83,8 +83,18 @@ static void run_ready(rill__rt *rt) {
 
 /* ---- timers on libev ------------------------------------------------------- */
 
+/* The earliest deadline that could wake a fiber: a suspended generator's
+ * scope deadline cannot (O(n) only when one of those is the earliest). */
+static double next_wakeful(rill__rt *rt) {
+    if (!rt->heap_len || rill__timer_can_wake(rt->heap[1])) return rill__timers_next();
+    double next = INFINITY;
+    for (size_t i = 2; i <= rt->heap_len; i++)
+        if (rt->heap[i]->at < next && rill__timer_can_wake(rt->heap[i])) next = rt->heap[i]->at;
+    return next;
+}
+
 static void arm_wakeup(rill__rt *rt) {
-    double next = rill__timers_next();
+    double next = next_wakeful(rt);
     if (next == rt->wakeup_at && ev_is_active(&rt->wakeup)) return;
     ev_timer_stop(rt->loop, &rt->wakeup);
     rt->wakeup_at = next;
@@ -123,23 +133,22 @@ static void abandon_all(rill__rt *rt) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
     }
-    /* The generators a consumer was running: their waits too. */
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
-        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
-        for (rill__fiber *g = f->delegate; g; g = g->delegate)
-            if (g->state == RILL__BLOCKED && !g->delegate) g->wait->unhook(g->wait);
-    }
+    /* The generators a consumer was running end with it. */
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next)
+        rill__gens_abandon_chain(rill__container_of(n, rill__fiber, all_node));
+    rt->abandoned = true;
     rill__list *n;
     while ((n = rill__list_pop(&rt->all))) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         rt->nfibers--;
-        rill__timers_disarm_within(f->stack->lo, f->stack->hi);
+        rill__fiber_drop_timers(f);
         f->state = RILL__DONE;
         rill__fiber_release(f);
         if (!f->is_task) continue;
         rill_task *t = (rill_task *)f;
         t->ended = true;
         t->status = -EDEADLK;
+        if (t->group) rill__list_remove(&t->link); /* its group may live on */
         if (t != rt->main) rill__task_free(t);
     }
 }
@@ -177,12 +186,16 @@ static void drive(rill__rt *rt, rill_task *main) {
     for (;;) {
         run_ready(rt);
         if (rt->nfibers == 0) {
-            if (!rill__gens_suspended()) return;
+            /* After abandoning fibers, generators may point into what was
+             * freed: leave them alone. */
+            if (rt->abandoned || !rill__gens_suspended()) return;
             /* asyncio's shutdown_asyncgens: close the generators left
              * suspended, from a task (cleanups may block) born cancelled. */
             rt->shutting_down = true;
-            rill_detach(rill__task_new(rill__gens_shutdown, NULL,
-                                       &(rill_opts){.name = "gen-shutdown"}));
+            rill_task *t = rill__task_new(rill__gens_shutdown, NULL,
+                                          &(rill_opts){.name = "gen-shutdown"});
+            if (!t) return; /* out of memory: they stay suspended */
+            rill_detach(t);
             continue;
         }
         if (main && main->ended && !rest_cancelled) {
@@ -195,7 +208,7 @@ static void drive(rill__rt *rt, rill_task *main) {
         arm_wakeup(rt);
         int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
         rill__timers_poll();
-        if (idle && rill__list_empty(&rt->runq) && !alive && rt->heap_len == 0)
+        if (idle && rill__list_empty(&rt->runq) && !alive && next_wakeful(rt) == INFINITY)
             deadlock(rt);
     }
 }
@@ -274,7 +287,7 @@ static void rt_release(rill__rt *rt) {
     rill__tasks_free_unjoined();
     if (rt->own_loop) ev_loop_destroy(rt->loop);
     rt->loop = NULL;
-    rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = false;
+    rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = rt->abandoned = false;
     rt->bare = true;
     rt->run_id = 0;
     rt->wakeup_at = INFINITY;

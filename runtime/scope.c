@@ -9,6 +9,35 @@
 #define SCOPE_OPEN 0x5c09e0e1u
 #define SCOPE_EXITED 0x5c09e0e0u
 
+typedef struct dropping {
+    const rill__fiber *f;
+} dropping;
+
+static void deadline_fired(rill__timer *t);
+
+static bool owned_by(rill__timer *t, void *ctx) {
+    const rill__fiber *f = ((dropping *)ctx)->f;
+    const char *p = (const char *)t;
+    if (p >= f->stack->lo && p < f->stack->hi) return true; /* not read: may be garbage */
+    if (t->fire != deadline_fired) return false;
+    rill_scope *s = rill__container_of(t, rill_scope, timer);
+    if (s->fiber != f) return false;
+    t->slot = 0;
+    s->magic = SCOPE_EXITED;
+    return true;
+}
+
+void rill__fiber_drop_timers(rill__fiber *f) {
+    if (!f->stack) return;
+    dropping d = {f};
+    rill__timers_disarm_if(owned_by, &d);
+}
+
+bool rill__timer_can_wake(rill__timer *t) {
+    if (t->fire != deadline_fired) return true;
+    return !rill__fiber_is_suspended_gen(rill__container_of(t, rill_scope, timer)->fiber);
+}
+
 void rill__scope_expire(rill_scope *s) {
     rill__timer_disarm(&s->timer);
     s->deadline_fired = 1;

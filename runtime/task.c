@@ -95,7 +95,7 @@ static void close_leftover_scopes(rill_task *t) {
     static atomic_bool warned;
     rill__fiber *f = &t->fiber;
     if (f->scope == &t->root) return;
-    rill__timers_disarm_within(f->stack->lo, f->stack->hi);
+    rill__fiber_drop_timers(f);
     f->scope = &t->root;
     if (!atomic_exchange(&warned, true))
         fprintf(stderr, "rill: task '%s' ended inside a scope it did not exit\n", f->name);

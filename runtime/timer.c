@@ -58,7 +58,7 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
 }
 
 /* Take the timer in `slot` out of the heap, without touching the timer
- * itself (it may lie in a dead stack frame: see rill__timers_disarm_within). */
+ * itself (it may lie in a dead stack frame: see rill__fiber_drop_timers). */
 static void remove_slot(rill__rt *rt, size_t slot) {
     rill__timer *last = rt->heap[rt->heap_len--];
     if (slot > rt->heap_len) return; /* it was the last one */
@@ -101,16 +101,15 @@ void rill__timers_free(void) {
     rt->heap_len = rt->heap_cap = 0;
 }
 
-void rill__timers_disarm_within(const void *lo, const void *hi) {
+void rill__timers_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx) {
     rill__rt *rt = rill__self;
-    /* On an error path only.  Removing re-sorts the heap, which may move an
+    /* On error paths only.  Removing re-sorts the heap, which may move an
      * entry not yet looked at behind the scan: repeat until a pass is clean. */
     bool again = true;
     while (again) {
         again = false;
         for (size_t slot = 1; slot <= rt->heap_len; slot++) {
-            const char *p = (const char *)rt->heap[slot];
-            if (p >= (const char *)lo && p < (const char *)hi) {
+            if (pred(rt->heap[slot], ctx)) {
                 remove_slot(rt, slot);
                 again = true;
             }

@@ -3,6 +3,8 @@
  * through them, their ownership of their sources, and the backpressure and
  * concurrency of the two that run sources ahead (DESIGN §6).  The protocol
  * underneath (next, send, throw, close) is tests/test_gen.c's. */
+#include <ev.h>
+
 #include "helpers.h"
 
 /* ---- a source that records what happens to it -------------------------------- */
@@ -1089,4 +1091,132 @@ FIBER_TEST(adapt, an_impossible_batch_size_fails_and_leaves_the_source_to_the_ca
     rill_gen_free(src);
     expect_eq(s.cleanups, 1);
     return 0;
+}
+
+/* ---- regressions ---------------------------------------------------------------- */
+
+static int endless(rill_gen *g, void *arg) {
+    int i = (int)(intptr_t)arg;
+    while (rill_yield(g, &i) == 0) i += 10;
+    return 0;
+}
+
+FIBER_TEST(adapt, the_same_source_twice_in_a_merge_is_refused) {
+    rill_gen *s = rill_gen_new(endless, NULL);
+    rill_gen *srcs[2] = {s, s};
+    errno = 0;
+    cr_expect_null(rill_gen_merge(srcs, 2, sizeof(int)));
+    expect_eq(errno, EINVAL);
+    rill_gen_free(s);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_source_owned_by_an_adapter_cannot_be_freed_or_reused) {
+    rill_gen *s = rill_gen_new(endless, NULL);
+    rill_gen *t = rill_gen_take(s, 2);
+    errno = 0;
+    rill_gen_free(s); /* the adapter owns it: refused, not freed twice */
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    cr_expect_null(rill_gen_prefetch(s, 2, sizeof(int)));
+    expect_eq(errno, EINVAL);
+    rill_gen_free(t);
+    return 0;
+}
+
+static int yields_null(rill_gen *g, void *arg) {
+    (void)arg;
+    int one = 1;
+    if (rill_yield(g, &one) < 0) return 0;
+    rill_yield(g, NULL);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_null_value_ends_a_copying_adapter_with_einval) {
+    rill_gen *b = rill_gen_batch(rill_gen_new(yields_null, NULL), 4, sizeof(int));
+    void *v;
+    expect_eq(rill_gen_next(b, &v), -EINVAL);
+    rill_gen_free(b);
+    rill_gen *p = rill_gen_prefetch(rill_gen_new(yields_null, NULL), 2, sizeof(int));
+    expect_eq(rill_gen_next(p, &v), 1);
+    expect_eq(rill_gen_next(p, &v), -EINVAL);
+    rill_gen_free(p);
+    return 0;
+}
+
+FIBER_TEST(adapt, merge_sources_that_never_block_take_turns) {
+    rill_gen *srcs[3];
+    for (int i = 0; i < 3; i++) srcs[i] = rill_gen_new(endless, (void *)(intptr_t)i);
+    rill_gen *m = rill_gen_merge(srcs, 3, sizeof(int));
+    bool seen[3] = {false, false, false};
+    void *v;
+    for (int i = 0; i < 30; i++) {
+        expect_eq(rill_gen_next(m, &v), 1);
+        seen[*(int *)v % 10] = true;
+    }
+    cr_expect(seen[0] && seen[1] && seen[2]);
+    rill_gen_free(m);
+    return 0;
+}
+
+static int slow_numbers(rill_gen *g, void *arg) {
+    (void)arg;
+    for (int i = 0; i < 10; i++) {
+        int rc = rill_sleep(0.005);
+        if (rc < 0) return rc;
+        if (rill_yield(g, &i) < 0) break;
+    }
+    return 0;
+}
+
+static int shielded_exporter(void *arg) {
+    int *out = arg; /* [values, last rc] */
+    rill_gen *p = rill_gen_prefetch(rill_gen_new(slow_numbers, NULL), 2, sizeof(int));
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_shield(&s, true);
+    void *v;
+    int rc;
+    while ((rc = rill_gen_next(p, &v)) == 1) out[0]++;
+    rill_scope_exit(&s);
+    out[1] = rc;
+    rill_gen_free(p);
+    return 0;
+}
+
+static int main_ends_during_an_export(void *arg) {
+    rill_detach(rill_spawn(shielded_exporter, arg));
+    return rill_sleep(0.012);
+}
+
+Test(adapt, a_prefetch_whose_task_is_cancelled_from_outside_does_not_look_finished,
+     .timeout = TEST_TIMEOUT) {
+    int out[2] = {0, 1};
+    expect_eq(rill_run(main_ends_during_an_export, out), 0);
+    /* rill_run's end cancelled the puller: the stream was cut, not ended. */
+    if (out[0] < 10) expect_eq(out[1], -ECANCELED);
+}
+
+static int iterates_once(void *arg) {
+    void *v;
+    return rill_gen_next(arg, &v) == 1 ? 0 : -EIO;
+}
+
+Test(adapt, a_prefetch_with_running_tasks_is_refused_from_outside_a_fiber,
+     .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    rill_gen *p = rill_gen_prefetch(rill_gen_new(slow_numbers, NULL), 2, sizeof(int));
+    rill_detach(rill_spawn(iterates_once, p));
+    ev_run(loop, EVRUN_ONCE); /* the task takes one value; the puller runs on */
+    void *v;
+    /* From the loop's own code (not a fiber) it could not wait for its
+     * puller: refused, instead of returning with the puller running. */
+    expect_eq(rill_gen_next(p, &v), -EPERM);
+    errno = 0;
+    rill_gen_free(p);
+    expect_eq(errno, EPERM);
+    expect_eq(rill_detach_loop(), 0); /* the run's end closes it */
+    rill_gen_free(p);                 /* now nothing runs for it */
+    ev_loop_destroy(loop);
 }

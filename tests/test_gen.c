@@ -1248,3 +1248,132 @@ Test(gen, null_and_bad_arguments_are_rejected_outside_a_runtime, .timeout = TEST
     misuse_is_rejected();
     expect_eq(rill_run(rill_test_noop, NULL), 0);
 }
+
+/* ---- regressions ------------------------------------------------------------------ */
+
+static int sleeps_in_a_child(void *arg) {
+    (void)arg;
+    return rill_sleep(0.05);
+}
+
+static int yields_again_with_a_group(rill_gen *g, void *arg) {
+    (void)arg;
+    rill_group grp;
+    rill_group_init(&grp);
+    rill_group_spawn(&grp, sleeps_in_a_child, NULL);
+    while (rill_yield(g, NULL) == -EPIPE) {
+        /* ignores GeneratorExit, with a child running on this stack */
+    }
+    return 0;
+}
+
+static int closes_a_stubborn_generator(void *arg) {
+    rill_gen *g = rill_gen_new_opts(yields_again_with_a_group, NULL, &(rill_opts){.name = arg});
+    rill_gen_next(g, NULL);
+    return rill_gen_close(g);
+}
+
+Test(gen, yielding_after_close_with_a_group_still_running_aborts_with_a_message,
+     .timeout = TEST_TIMEOUT) {
+    char err[4096];
+    char name[] = "stubborn";
+    int status = run_child(closes_a_stubborn_generator, name, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "child status %#x, stderr: %s", status, err);
+    cr_expect(strstr(err, "rill: generator 'stubborn' returned while a task group"),
+              "stderr: %s", err);
+}
+
+typedef struct heap_scope {
+    rill_scope s; /* not on the body's stack */
+} heap_scope;
+
+static int forgets_a_scope_kept_in_arg(rill_gen *g, void *arg) {
+    heap_scope *h = arg;
+    rill_scope_enter(&h->s, 0.01);
+    rill_yield(g, NULL);
+    return 0; /* returns without exiting it */
+}
+
+FIBER_TEST(gen, a_forgotten_scope_that_lives_off_the_stack_leaves_no_timer) {
+    heap_scope *h = malloc(sizeof *h);
+    rill_gen *g = rill_gen_new(forgets_a_scope_kept_in_arg, h);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    expect_eq(rill_gen_next(g, NULL), 0);
+    rill_gen_free(g);
+    free(h);
+    /* A deadline still armed would fire into freed memory here. */
+    expect_eq(rill_sleep(0.03), 0);
+    return 0;
+}
+
+static int keeps_a_deadline_across_a_yield(rill_gen *g, void *arg) {
+    (void)arg;
+    rill_scope s;
+    rill_scope_enter(&s, 30.0);
+    rill_yield(g, NULL);
+    rill_scope_exit(&s);
+    return 0;
+}
+
+static int deadlocks_beside_a_suspended_generator(void *arg) {
+    double *took = arg;
+    rill_gen *g = rill_gen_new(keeps_a_deadline_across_a_yield, NULL);
+    rill_gen_next(g, NULL);
+    double t0 = rill_now();
+    int rc = rill_sleep(RILL_FOREVER);
+    *took = rill_now() - t0;
+    rill_gen_free(g);
+    return rc;
+}
+
+Test(gen, a_suspended_generators_deadline_does_not_delay_deadlock_detection,
+     .init = cr_redirect_stderr, .timeout = TEST_TIMEOUT) {
+    double took = -1;
+    expect_eq(rill_run(deadlocks_beside_a_suspended_generator, &took), -EDEADLK);
+    cr_expect(took >= 0 && took < 10.0, "detected after %.2f s", took);
+}
+
+static int stuck_forever(rill_gen *g, void *arg) {
+    (void)g;
+    (void)arg;
+    while (rill_sleep(RILL_FOREVER) == -EDEADLK) {
+    }
+    return 0;
+}
+
+static int consumes_an_abandoned_generator(void *arg) {
+    return rill_gen_next(arg, NULL);
+}
+
+Test(gen, a_generator_abandoned_with_its_consumer_can_still_be_freed,
+     .init = cr_redirect_stderr, .timeout = TEST_TIMEOUT) {
+    rill_gen *g = rill_gen_new(stuck_forever, NULL);
+    expect_eq(rill_run(consumes_an_abandoned_generator, g), -EDEADLK);
+    expect_eq(rill_gen_status(g), -EDEADLK);
+    errno = 0;
+    rill_gen_free(g); /* not EBUSY: it was finished when abandoned */
+    expect_eq(errno, 0);
+}
+
+static rill_gen *cycle_prefetch;
+
+static int resumes_its_own_prefetch(rill_gen *g, void *arg) {
+    int *seen = arg;
+    for (int i = 0;; i++) {
+        if (i == 1) *seen = rill_gen_next(cycle_prefetch, NULL);
+        if (rill_yield(g, &i) < 0) return 0;
+    }
+}
+
+FIBER_TEST(gen, a_source_resuming_its_own_prefetch_gets_ebusy) {
+    int seen = 1;
+    cycle_prefetch = rill_gen_prefetch(rill_gen_new(resumes_its_own_prefetch, &seen), 2,
+                                       sizeof(int));
+    expect_eq(rill_gen_next(cycle_prefetch, NULL), 1);
+    expect_eq(rill_sleep(0.01), 0); /* the puller runs ahead into the cycle */
+    expect_eq(seen, -EBUSY);
+    expect_eq(rill_gen_next(cycle_prefetch, NULL), 1);
+    rill_gen_free(cycle_prefetch);
+    return 0;
+}
