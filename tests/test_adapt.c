@@ -170,6 +170,15 @@ static rill_gen *wrap(int k, rill_gen **srcs) {
     return g;
 }
 
+/* wrap() over endless sources s[0..nsources(k)) that each run forever. */
+static rill_gen *wrap_endless(int k, source *s, rill_gen **srcs) {
+    for (int i = 0; i < nsources(k); i++) {
+        s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
+        srcs[i] = source_new(&s[i]);
+    }
+    return wrap(k, srcs);
+}
+
 /* expect_eq, naming the adapter kind. */
 #define expect_eq_in(k, got, want)                                             \
     do {                                                                       \
@@ -466,11 +475,7 @@ FIBER_TEST(adapt, throwing_into_an_adapter_ends_it_with_that_error_and_closes_it
     for (int k = 0; k < NKINDS; k++) {
         source s[3];
         rill_gen *srcs[3];
-        for (int i = 0; i < nsources(k); i++) {
-            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
-            srcs[i] = source_new(&s[i]);
-        }
-        rill_gen *g = wrap(k, srcs);
+        rill_gen *g = wrap_endless(k, s, srcs);
         expect_eq_in(k, rill_gen_next(g, NULL), 1);
         expect_eq_in(k, rill_gen_throw(g, -EIO, NULL), -EIO);
         expect_cleaned_once(k, s);
@@ -489,11 +494,7 @@ FIBER_TEST(adapt, closing_an_adapter_runs_each_sources_cleanup_once) {
     for (int k = 0; k < NKINDS; k++) {
         source s[3];
         rill_gen *srcs[3];
-        for (int i = 0; i < nsources(k); i++) {
-            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
-            srcs[i] = source_new(&s[i]);
-        }
-        rill_gen *g = wrap(k, srcs);
+        rill_gen *g = wrap_endless(k, s, srcs);
         expect_eq_in(k, rill_gen_next(g, NULL), 1);
         expect_eq_in(k, rill_gen_close(g), 0);
         expect_cleaned_once(k, s);
@@ -509,11 +510,7 @@ FIBER_TEST(adapt, freeing_a_suspended_adapter_runs_each_sources_cleanup_once) {
     for (int k = 0; k < NKINDS; k++) {
         source s[3];
         rill_gen *srcs[3];
-        for (int i = 0; i < nsources(k); i++) {
-            s[i] = (source){.first = 100 * i, .count = -1, .delay = SHARED_DELAY};
-            srcs[i] = source_new(&s[i]);
-        }
-        rill_gen *g = wrap(k, srcs);
+        rill_gen *g = wrap_endless(k, s, srcs);
         expect_eq_in(k, rill_gen_next(g, NULL), 1);
         rill_gen_free(g);
         expect_cleaned_once(k, s);
