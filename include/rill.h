@@ -131,6 +131,31 @@ struct rill_group {
     rill_failure failures[RILL__GROUP_KEEP];
 };
 
+typedef struct rill_event {
+    rill__list waiters;
+    uint32_t magic;
+    bool set;
+} rill_event;
+
+typedef struct rill_sem {
+    rill__list waiters;
+    uint32_t magic;
+    unsigned value;
+} rill_sem;
+
+typedef struct rill_mutex {
+    rill__list waiters;
+    uint32_t magic;
+    struct rill__fiber *owner;   /* NULL: unlocked */
+} rill_mutex;
+
+typedef struct rill_cond {
+    rill__list waiters;
+    uint32_t magic;
+} rill_cond;
+
+typedef struct rill_queue rill_queue;
+
 /* ===========================================================================
  * Errors
  * ======================================================================== */
@@ -384,6 +409,87 @@ RILL_API int rill_group_errors(const rill_group *g, rill_failure *out, int max);
  * -EPERM outside a fiber, -ENOMEM.  args may be NULL (every arg NULL). */
 RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
                          int statuses[], int flags);
+
+/* ===========================================================================
+ * Synchronisation (asyncio.Event, Semaphore, Lock, Condition, Queue)
+ *
+ * For the fibers of one runtime.  Every wait is a cancellation point with
+ * the no-effect guarantee: a cancelled acquire holds nothing, a cancelled
+ * get took no item, a cancelled put stored none.  Wake-ups are FIFO, and
+ * they are hand-offs: a waiter woken with a permit, the lock or an item
+ * keeps it even if it is cancelled before it runs (the cancellation is seen
+ * at its next blocking call), so a wake-up is never lost.  A call that can
+ * complete at once does so without a cancellation check, as in asyncio; one
+ * that must wait checks first.  The structs are caller-allocated;
+ * initialise before use and do not copy one in use.
+ * ======================================================================== */
+
+/* An event starts clear.  set wakes every waiter; clear makes later waits
+ * block again.  Neither blocks.  NULL: no effect, errno EINVAL. */
+RILL_API void rill_event_init(rill_event *e);
+RILL_API void rill_event_set(rill_event *e);
+RILL_API void rill_event_clear(rill_event *e);
+/* false for NULL. */
+RILL_API bool rill_event_is_set(const rill_event *e);
+/* Wait until e is set (at once if it is).  0, -ECANCELED, -EINVAL (NULL or
+ * not initialised), -EPERM outside a fiber. */
+RILL_API int rill_event_wait(rill_event *e);
+
+/* A counting semaphore with n permits. */
+RILL_API void rill_sem_init(rill_sem *s, unsigned n);
+/* Take a permit, waiting while there is none.  0, -ECANCELED (no permit
+ * taken), -EINVAL, -EPERM outside a fiber. */
+RILL_API int rill_sem_acquire(rill_sem *s);
+/* Take a permit if one is free; never blocks. */
+RILL_API bool rill_sem_try_acquire(rill_sem *s);
+/* Give a permit back: straight to the longest waiter if there is one. */
+RILL_API void rill_sem_release(rill_sem *s);
+
+/* A mutex between fibers (asyncio.Lock), handed to waiters in FIFO order. */
+RILL_API void rill_mutex_init(rill_mutex *m);
+/* Lock m, waiting while another fiber holds it.  0, -ECANCELED (not
+ * locked), -EDEADLK if the caller holds it already, -EINVAL, -EPERM
+ * outside a fiber. */
+RILL_API int rill_mutex_lock(rill_mutex *m);
+/* Unlock m (held by the caller): the longest waiter gets it.  No effect,
+ * errno EPERM, if the caller does not hold it. */
+RILL_API void rill_mutex_unlock(rill_mutex *m);
+
+/* A condition variable used with a rill_mutex (asyncio.Condition). */
+RILL_API void rill_cond_init(rill_cond *c);
+/* Unlock m (held by the caller), wait for a signal, lock m again: m is held
+ * again on every return, cancelled or not, as asyncio's Condition.wait
+ * reacquires its lock.  0, -ECANCELED, -EPERM if the caller does not hold m
+ * or is not a fiber, -EINVAL. */
+RILL_API int rill_cond_wait(rill_cond *c, rill_mutex *m);
+/* Wake the longest waiter / every waiter.  Never blocks. */
+RILL_API void rill_cond_signal(rill_cond *c);
+RILL_API void rill_cond_broadcast(rill_cond *c);
+
+/* A bounded FIFO queue of copied items (asyncio.Queue(maxsize)).  NULL with
+ * errno EINVAL if capacity or item_size is 0, ENOMEM.  Works outside a
+ * runtime too, with the try_ calls. */
+RILL_API rill_queue *rill_queue_new(size_t capacity, size_t item_size);
+/* Copy item in, waiting while the queue is full; a waiting getter gets it
+ * directly.  0, -EPIPE if the queue is closed (also while waiting),
+ * -ECANCELED (nothing stored), -EINVAL, -EPERM outside a fiber. */
+RILL_API int rill_queue_put(rill_queue *q, const void *item);
+/* Copy the oldest item out, waiting while the queue is empty.  0; after
+ * rill_queue_close, the items left, then -EPIPE; -ECANCELED (nothing
+ * taken), -EINVAL, -EPERM outside a fiber. */
+RILL_API int rill_queue_get(rill_queue *q, void *item);
+/* Never block: -EAGAIN when full / empty; -EPIPE when closed (get: closed
+ * and drained). */
+RILL_API int rill_queue_try_put(rill_queue *q, const void *item);
+RILL_API int rill_queue_try_get(rill_queue *q, void *item);
+/* No more puts: waiting putters get -EPIPE, getters drain what is left and
+ * then get -EPIPE.  Never blocks. */
+RILL_API void rill_queue_close(rill_queue *q);
+/* Items in the queue (0 for NULL). */
+RILL_API size_t rill_queue_len(const rill_queue *q);
+/* Free q; fibers still waiting on it are woken with -EPIPE first (so free it
+ * only when nobody will touch it again).  NULL: no effect. */
+RILL_API void rill_queue_free(rill_queue *q);
 
 /* ===========================================================================
  * Generators (async generators: `async def ... yield`, `async for`)

@@ -145,6 +145,7 @@ typedef struct rill__waiter {
     const char *what;          /* for rill_dump: "sleep", "join", ... */
     const char *on;            /* for rill_dump: the object's name, or NULL */
     int result;                /* what rill__suspend returns */
+    void *data;                /* a hand-off's buffer (queue items) */
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
 
