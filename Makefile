@@ -34,10 +34,10 @@ else
 BUILD ?= build
 endif
 
-FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
+FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
                -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) $(CFLAGS)
 FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
-LIBS = -lev
+LIBS = -lev -pthread
 
 LIB_SRC = $(wildcard runtime/*.c)
 LIB_OBJ = $(LIB_SRC:runtime/%.c=$(BUILD)/obj/%.o)
@@ -82,7 +82,7 @@ $(BUILD)/rill.pc: FORCE
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
 	  'includedir=$${prefix}/include' '' 'Name: rill' \
 	  'Description: asyncio-style tasks, cancel scopes and task groups on libev fibers' \
-	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
 $(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a

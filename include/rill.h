@@ -22,8 +22,9 @@
  *     returning from a task while a task group on its stack still has
  *     children running (they would write into the dead frame).  Handles
  *     follow the rules of pointers: a task handle is gone once joined.
- *   - Nothing here is thread-safe: a runtime and everything it owns belongs to
- *     the thread that runs it.
+ *   - A runtime and everything it owns belongs to the thread that runs it;
+ *     several threads may each run one.  Only the functions of "Threads"
+ *     that say so may be called from another thread.
  *
  * GNU C extensions: none are needed to use this header.  Internally the
  * library uses C11 plus POSIX (ucontext, mmap, sigaltstack).
@@ -490,6 +491,72 @@ RILL_API size_t rill_queue_len(const rill_queue *q);
 /* Free q; fibers still waiting on it are woken with -EPIPE first (so free it
  * only when nobody will touch it again).  NULL: no effect. */
 RILL_API void rill_queue_free(rill_queue *q);
+
+/* ===========================================================================
+ * Threads: offloading blocking work, and one runtime per thread
+ * (asyncio.to_thread / loop.run_in_executor, loop.call_soon_threadsafe)
+ *
+ * One process-wide pool of worker threads runs offloaded calls.  It starts
+ * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024;
+ * default: the number of online CPUs; another value is reported once on
+ * stderr and the default used), and keeps them for the life of the process.
+ * Jobs start in FIFO order.  A finished job wakes its caller's loop with an
+ * ev_async watcher; the caller's runtime counts pending jobs as possible
+ * wake-ups, so waiting on one is never reported as a deadlock.  Worker
+ * threads block every signal.
+ *
+ * Each OS thread may run its own runtime (rill_run in each thread, e.g. one
+ * per core).  Runtimes share nothing: a fiber, task, generator, scope or
+ * synchronisation object belongs to the runtime that created it and must
+ * not be touched from another thread.  The one way across is
+ * rill_call_threadsafe(), through a counted handle to the receiving run.
+ * ======================================================================== */
+
+/* Run fn(arg) on a pool thread and wait for it; returns what fn returned.
+ * fn must not call rill's blocking functions (it is not in a fiber: they
+ * return -EPERM).  Cancellation: if the caller is cancelled before a worker
+ * has taken the job, the job never runs and the call returns -ECANCELED;
+ * once it runs, the caller waits for it to finish whatever happens (arg
+ * usually lives on the caller's stack) and returns its result, the
+ * cancellation being seen at the caller's next blocking call.  -EINVAL if
+ * fn is NULL, -EPERM outside a fiber, -EAGAIN if no worker thread could be
+ * started.  Blocks the calling fiber only. */
+RILL_API int rill_to_thread(rill_fn *fn, void *arg);
+
+/* As rill_to_thread, but a cancelled caller does not wait for a running job:
+ * it returns -ECANCELED at once, and the job finishes on its own (asyncio's
+ * to_thread, Trio's abandon_on_cancel).  arg must then outlive the caller,
+ * so ownership follows the outcome: on any return but -ECANCELED the caller
+ * still owns arg; on -ECANCELED it has passed to rill, which calls
+ * release(arg) (if release is not NULL) once fn has returned, on the worker
+ * thread, or at once, on the caller's, if fn never started.  Its result is
+ * then dropped.  Errors as rill_to_thread. */
+RILL_API int rill_to_thread_detached(rill_fn *fn, void *arg, void (*release)(void *arg));
+
+/* A counted handle to one run of a runtime (one rill_run or rill_attach on
+ * one thread), for other threads to send it calls. */
+typedef struct rill_runtime rill_runtime;
+
+/* A new reference to the run on the calling thread, to hand to other
+ * threads.  NULL with errno EPERM when the thread runs none.  While any
+ * reference is held, the run counts it as a possible source of wake-ups
+ * and reports no deadlock (another thread may send a call).  Release every
+ * reference with rill_runtime_release.  Never blocks. */
+RILL_API rill_runtime *rill_runtime_current(void);
+
+/* Drop a reference taken with rill_runtime_current, from any thread.  The
+ * handle's memory lives until the last reference and the run are gone.
+ * NULL: no effect. */
+RILL_API void rill_runtime_release(rill_runtime *rt);
+
+/* Have fn(arg) run in a new detached task of rt's run: callable from any
+ * thread, including rt's own and threads with no runtime.  Calls run in the
+ * order they were made from one thread; fn's result is dropped (report
+ * through arg).  0 once accepted: an accepted call always runs, as long as
+ * the run does, and runs cancelled if it arrives while the run is ending (its
+ * main task has ended).  -ESRCH if the run has ended, -EINVAL if rt or fn is
+ * NULL, -ENOMEM.  Never blocks (it takes a mutex briefly). */
+RILL_API int rill_call_threadsafe(rill_runtime *rt, rill_fn *fn, void *arg);
 
 /* ===========================================================================
  * Generators (async generators: `async def ... yield`, `async for`)

@@ -252,6 +252,11 @@ typedef struct rill__rt {
     /* Caches, so that spawning neither maps nor allocates. */
     rill_task *free_tasks;
     size_t nfree_tasks;
+    /* Other threads (remote.c): the handle they post to, the jobs of this
+     * run on the pool, and whether libev counts them as keeping it alive. */
+    struct rill_runtime *remote;
+    unsigned pending_jobs;
+    bool remote_refd;
     /* Alternate signal stack for the overflow handler. */
     void *altstack;
     stack_t old_altstack;
@@ -275,6 +280,31 @@ void rill__fiber_track(rill__fiber *f);
 void rill__fiber_untrack(rill__fiber *f);
 /* Fire due timers now (also re-arms libev's wake-up). */
 void rill__timers_poll(void);
+
+/* ---- other threads (remote.c, pool.c) ------------------------------------ */
+
+/* Something another thread hands to a run: completed pool jobs and calls.
+ * Posted under the handle's mutex; run(m) is called on the run's thread. */
+typedef struct rill__msg {
+    rill__list node;
+    void (*run)(struct rill__msg *m);
+} rill__msg;
+
+/* The run's handle, made on first use (NULL if out of memory). */
+struct rill_runtime *rill__remote_of(rill__rt *rt);
+/* Take / drop a reference to the handle's memory (any thread). */
+void rill__remote_ref(struct rill_runtime *h);
+void rill__remote_unref(struct rill_runtime *h);
+/* Hand m to h's run and wake its loop.  false if the run has ended. */
+bool rill__remote_post(struct rill_runtime *h, rill__msg *m);
+/* Make libev's count of active watchers agree with what may still wake the
+ * run from outside: pending pool jobs, and handles held by other threads. */
+void rill__remote_keepalive(rill__rt *rt);
+/* The run has no fiber left: refuse further calls.  Returns true if calls
+ * accepted meanwhile were just started (the run must go on). */
+bool rill__remote_close(rill__rt *rt);
+/* The run is over: stop the watcher and drop the run's reference. */
+void rill__remote_end(rill__rt *rt);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 

@@ -186,6 +186,9 @@ static void drive(rill__rt *rt, rill_task *main) {
     for (;;) {
         run_ready(rt);
         if (rt->nfibers == 0) {
+            /* Calls other threads made meanwhile still run; later ones are
+             * refused. */
+            if (rill__remote_close(rt)) continue;
             /* After abandoning fibers, generators may point into what was
              * freed: leave them alone. */
             if (rt->abandoned || !rill__gens_suspended()) return;
@@ -206,6 +209,7 @@ static void drive(rill__rt *rt, rill_task *main) {
         }
         bool idle = rill__list_empty(&rt->runq);
         arm_wakeup(rt);
+        rill__remote_keepalive(rt);
         int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
         rill__timers_poll();
         if (idle && rill__list_empty(&rt->runq) && !alive && next_wakeful(rt) == INFINITY)
@@ -240,7 +244,10 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
 }
 
 static void rt_free(rill__rt *rt) {
-    if (rt->loop) ev_timer_stop(rt->loop, &rt->wakeup);
+    if (rt->loop) {
+        ev_timer_stop(rt->loop, &rt->wakeup);
+        rill__remote_end(rt);
+    }
     rill__tasks_free_unjoined();
     while (rt->free_tasks) {
         rill_task *t = rt->free_tasks;
@@ -284,6 +291,7 @@ static void rt_release(rill__rt *rt) {
         return;
     }
     ev_timer_stop(rt->loop, &rt->wakeup);
+    rill__remote_end(rt);
     rill__tasks_free_unjoined();
     if (rt->own_loop) ev_loop_destroy(rt->loop);
     rt->loop = NULL;
@@ -339,6 +347,7 @@ static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
     if (!rill__list_empty(&rt->runq)) ev_idle_start(loop, &rt->idle);
     else ev_idle_stop(loop, &rt->idle);
     arm_wakeup(rt);
+    rill__remote_keepalive(rt);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {

@@ -1,0 +1,238 @@
+/*
+ * The thread pool behind rill_to_thread: one per process, shared by every
+ * runtime.  Workers take jobs from one FIFO queue under one mutex; a
+ * finished job is posted back to its caller's run (remote.c), whose loop
+ * wakes the caller.
+ *
+ * A job's state moves QUEUED -> RUNNING -> DONE under pool.mu, or QUEUED ->
+ * DROPPED when its caller is cancelled first (it never runs).  A detached
+ * job whose caller gave up is `abandoned`: whoever touches it last (the
+ * worker, or the run's thread receiving its post) releases its argument and
+ * frees it.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define MAX_THREADS 1024u
+
+typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_DROPPED } job_state;
+
+typedef struct job {
+    rill__msg msg;            /* posted to home when fn has returned */
+    rill__list node;          /* on pool.queue while QUEUED */
+    rill_fn *fn;
+    void *arg;
+    void (*release)(void *arg);
+    rill_runtime *home;       /* the caller's run (a reference, if detached) */
+    int result;
+    job_state state;          /* under pool.mu */
+    bool detached;
+    bool abandoned;           /* under pool.mu: the caller no longer waits */
+    /* The caller's side, touched on its run's thread only. */
+    rill__waiter w;
+    bool delivered;
+    bool dropped;             /* taken off the queue before it ran */
+} job;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t work;
+    rill__list queue;         /* QUEUED jobs, oldest first */
+    unsigned nqueued;
+    unsigned threads, idle, max;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void fork_prepare(void) { pthread_mutex_lock(&pool.mu); }
+static void fork_parent(void) { pthread_mutex_unlock(&pool.mu); }
+/* The child has none of the workers: new ones start on demand. */
+static void fork_child(void) {
+    pthread_mutex_unlock(&pool.mu);
+    pool.threads = pool.idle = 0;
+}
+
+static void pool_init(void) {
+    rill__list_init(&pool.queue);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned dflt = cpus < 1 ? 1u : cpus > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
+    pool.max = dflt;
+    const char *s = getenv("RILL_THREADS");
+    if (s && *s) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (*end || errno || v < 1 || v > MAX_THREADS || *s == '-')
+            fprintf(stderr, "rill: RILL_THREADS=%s is not a number from 1 to %u; using %u\n",
+                    s, MAX_THREADS, dflt);
+        else
+            pool.max = (unsigned)v;
+    }
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+/* A job's end, when nobody waits for it any more. */
+static void job_drop(job *j) {
+    if (j->release) j->release(j->arg);
+    rill__remote_unref(j->home);
+    free(j);
+}
+
+static void *worker(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        rill__list *n;
+        while (!(n = rill__list_pop(&pool.queue))) {
+            pool.idle++;
+            pthread_cond_wait(&pool.work, &pool.mu);
+            pool.idle--;
+        }
+        pool.nqueued--;
+        job *j = rill__container_of(n, job, node);
+        j->state = JOB_RUNNING;
+        pthread_mutex_unlock(&pool.mu);
+        int result = j->fn(j->arg);
+        pthread_mutex_lock(&pool.mu);
+        j->result = result;
+        j->state = JOB_DONE;
+        bool abandoned = j->abandoned;
+        pthread_mutex_unlock(&pool.mu);
+        /* Not posted: the caller gave up; or its run ended meanwhile, which
+         * only a detached job's caller can have let happen. */
+        if (abandoned || !rill__remote_post(j->home, &j->msg)) job_drop(j);
+        pthread_mutex_lock(&pool.mu);
+    }
+    return NULL;
+}
+
+/* Queue j; start a worker if every one is busy and the pool may grow. */
+static int submit(job *j) {
+    pthread_once(&pool_once, pool_init);
+    pthread_mutex_lock(&pool.mu);
+    rill__list_push(&pool.queue, &j->node);
+    pool.nqueued++;
+    int rc = 0;
+    if (pool.nqueued > pool.idle && pool.threads < pool.max) {
+        /* Workers take no signal: the program's handlers stay on its own
+         * threads (the loops' ev_signal watchers among them). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t tid;
+        int err = pthread_create(&tid, &attr, worker, NULL);
+        pthread_attr_destroy(&attr);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (err == 0) {
+            pool.threads++;
+        } else if (pool.threads == 0) { /* nobody would ever run it */
+            rill__list_remove(&j->node);
+            pool.nqueued--;
+            rc = -EAGAIN;
+        }
+    }
+    if (rc == 0 && pool.idle) pthread_cond_signal(&pool.work);
+    pthread_mutex_unlock(&pool.mu);
+    return rc;
+}
+
+/* ---- the caller's side --------------------------------------------------- */
+
+/* The job's post, received on the caller's run's thread. */
+static void job_done(rill__msg *m) {
+    job *j = rill__container_of(m, job, msg);
+    if (j->abandoned) { /* set on this thread: no lock needed to read it */
+        job_drop(j);
+        return;
+    }
+    j->delivered = true;
+    rill__self->pending_jobs--;
+    rill__fiber *f = j->w.fiber;
+    /* The caller may be READY meanwhile, woken by a cancellation it must sit
+     * out: it finds `delivered` when it runs. */
+    if (f && f->state == RILL__BLOCKED && f->wait == &j->w) rill__wake(&j->w, 0);
+}
+
+/* A cancellation (or a deadlock) interrupts the caller's wait. */
+static void job_unhook(rill__waiter *w) {
+    job *j = rill__container_of(w, job, w);
+    if (j->delivered) return;
+    pthread_mutex_lock(&pool.mu);
+    bool gone = false;
+    if (j->state == JOB_QUEUED) {
+        rill__list_remove(&j->node);
+        pool.nqueued--;
+        j->state = JOB_DROPPED;
+        j->dropped = gone = true;
+    } else if (j->detached && !j->abandoned) {
+        j->abandoned = true;
+        gone = true;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    if (gone) rill__self->pending_jobs--;
+}
+
+static int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
+    if (!fn) return -EINVAL;
+    int rc = rill__checkpoint();
+    if (rc) return rc;
+    rill__rt *rt = rill__self;
+    rill_runtime *home = rill__remote_of(rt);
+    if (!home) return -ENOMEM;
+    job local, *j = &local;
+    if (detached && !(j = malloc(sizeof *j))) return -ENOMEM;
+    memset(j, 0, sizeof *j);
+    j->msg.run = job_done;
+    j->fn = fn;
+    j->arg = arg;
+    j->release = release;
+    j->home = home;
+    j->detached = detached;
+    j->w.unhook = job_unhook;
+    j->w.what = "to_thread";
+    if (detached) rill__remote_ref(home);
+    rc = submit(j);
+    if (rc) {
+        if (detached) {
+            rill__remote_unref(home);
+            free(j);
+        }
+        return rc;
+    }
+    rt->pending_jobs++;
+    rill__remote_keepalive(rt);
+    rc = rill__suspend(&j->w);
+    if (!j->delivered) {
+        if (j->dropped) { /* cancelled before it started */
+            if (detached) job_drop(j);
+            rill__remote_keepalive(rt);
+            return rc;
+        }
+        if (detached) { /* abandoned: it ends on its own */
+            rill__remote_keepalive(rt);
+            return rc;
+        }
+        /* Running with arg on our stack: sit the cancellation out. */
+        j->w.uncancellable = true;
+        while (!j->delivered) rill__suspend(&j->w);
+    }
+    int result = j->result;
+    if (detached) {
+        rill__remote_unref(home);
+        free(j);
+    }
+    return result;
+}
+
+int rill_to_thread(rill_fn *fn, void *arg) { return offload(fn, arg, false, NULL); }
+
+int rill_to_thread_detached(rill_fn *fn, void *arg, void (*release)(void *arg)) {
+    return offload(fn, arg, true, release);
+}

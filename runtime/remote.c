@@ -1,0 +1,223 @@
+/*
+ * The door between threads: a run's handle (rill_runtime), through which
+ * other threads post finished pool jobs and calls, and the ev_async watcher
+ * that wakes the run's loop when they do.
+ *
+ * Everything another thread touches is under the handle's mutex, or atomic.
+ * ev_async_send is only called under that mutex while the door is open, and
+ * the run's thread closes the door before it stops the watcher: so no thread
+ * signals a loop that is gone.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "internal.h"
+
+struct rill_runtime {
+    pthread_mutex_t mu;
+    unsigned refs;          /* under mu: the run, every holder, detached jobs */
+    atomic_uint holders;    /* references from rill_runtime_current */
+    bool open;              /* under mu: posts are taken (until the run ends) */
+    bool calls_open;        /* under mu: calls are taken (until no fiber is left) */
+    rill__list inbox;       /* under mu: posted messages, oldest first */
+    struct ev_loop *loop;   /* the run's, fixed before any other thread sees h */
+    ev_async async;
+};
+
+typedef struct call {
+    rill__msg msg;
+    rill_fn *fn;
+    void *arg;
+} call;
+
+void rill__remote_ref(rill_runtime *h) {
+    pthread_mutex_lock(&h->mu);
+    h->refs++;
+    pthread_mutex_unlock(&h->mu);
+}
+
+void rill__remote_unref(rill_runtime *h) {
+    pthread_mutex_lock(&h->mu);
+    bool last = --h->refs == 0;
+    pthread_mutex_unlock(&h->mu);
+    if (!last) return;
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+static bool post_locked(rill_runtime *h, rill__msg *m) {
+    if (!h->open) return false;
+    /* One wake-up per batch: the run drains the whole inbox at once. */
+    if (rill__list_empty(&h->inbox)) ev_async_send(h->loop, &h->async);
+    rill__list_push(&h->inbox, &m->node);
+    return true;
+}
+
+bool rill__remote_post(rill_runtime *h, rill__msg *m) {
+    pthread_mutex_lock(&h->mu);
+    bool ok = post_locked(h, m);
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+/* Run every message posted so far, in order, on the run's thread. */
+static bool drain(rill_runtime *h) {
+    rill__list batch;
+    rill__list_init(&batch);
+    pthread_mutex_lock(&h->mu);
+    if (!rill__list_empty(&h->inbox)) {
+        batch.next = h->inbox.next;
+        batch.prev = h->inbox.prev;
+        batch.next->prev = batch.prev->next = &batch;
+        rill__list_init(&h->inbox);
+    }
+    pthread_mutex_unlock(&h->mu);
+    bool any = false;
+    rill__list *n;
+    while ((n = rill__list_pop(&batch))) {
+        rill__msg *m = rill__container_of(n, rill__msg, node);
+        m->run(m);
+        any = true;
+    }
+    return any;
+}
+
+static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
+    (void)loop;
+    (void)revents;
+    drain(rill__container_of(w, rill_runtime, async));
+    rill__remote_keepalive(rill__self);
+}
+
+rill_runtime *rill__remote_of(rill__rt *rt) {
+    if (rt->remote) return rt->remote;
+    rill_runtime *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    pthread_mutex_init(&h->mu, NULL);
+    h->refs = 1; /* the run's */
+    h->open = h->calls_open = true;
+    rill__list_init(&h->inbox);
+    h->loop = rt->loop;
+    ev_async_init(&h->async, on_post);
+    ev_async_start(rt->loop, &h->async);
+    /* Only what rill__remote_keepalive counts keeps the loop alive. */
+    ev_unref(rt->loop);
+    rt->remote_refd = false;
+    rt->remote = h;
+    return h;
+}
+
+void rill__remote_keepalive(rill__rt *rt) {
+    rill_runtime *h = rt->remote;
+    if (!h) return;
+    bool want = rt->pending_jobs > 0 || atomic_load(&h->holders) > 0;
+    if (want == rt->remote_refd) return;
+    if (want) ev_ref(rt->loop);
+    else ev_unref(rt->loop);
+    rt->remote_refd = want;
+}
+
+/* ---- calls from other threads -------------------------------------------- */
+
+static int call_body(void *arg) {
+    call c = *(call *)arg;
+    free(arg);
+    return c.fn(c.arg);
+}
+
+static void call_start(rill__msg *m) {
+    call *c = rill__container_of(m, call, msg);
+    rill_task *t = rill__task_new(call_body, c, &(rill_opts){.name = "threadsafe-call"});
+    if (t) {
+        rill_detach(t);
+        return;
+    }
+    /* Out of memory for a fiber: an accepted call must not be dropped, so it
+     * waits at the head of the inbox and the loop is woken to try again. */
+    rill_runtime *h = rill__self->remote;
+    pthread_mutex_lock(&h->mu);
+    ev_async_send(h->loop, &h->async);
+    m->node.next = h->inbox.next;
+    m->node.prev = &h->inbox;
+    h->inbox.next->prev = &m->node;
+    h->inbox.next = &m->node;
+    pthread_mutex_unlock(&h->mu);
+}
+
+int rill_call_threadsafe(rill_runtime *h, rill_fn *fn, void *arg) {
+    if (!h || !fn) return -EINVAL;
+    call *c = malloc(sizeof *c);
+    if (!c) return -ENOMEM;
+    c->msg.run = call_start;
+    c->fn = fn;
+    c->arg = arg;
+    pthread_mutex_lock(&h->mu);
+    bool ok = h->calls_open && post_locked(h, &c->msg);
+    pthread_mutex_unlock(&h->mu);
+    if (ok) return 0;
+    free(c);
+    return -ESRCH;
+}
+
+rill_runtime *rill_runtime_current(void) {
+    rill__rt *rt = rill__self;
+    if (!rt || rt->bare) {
+        errno = EPERM;
+        return NULL;
+    }
+    rill_runtime *h = rill__remote_of(rt);
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rill__remote_ref(h);
+    atomic_fetch_add(&h->holders, 1);
+    rill__remote_keepalive(rt);
+    return h;
+}
+
+void rill_runtime_release(rill_runtime *h) {
+    if (!h) return;
+    unsigned n = atomic_load(&h->holders);
+    do {
+        if (n == 0) { /* released more often than taken */
+            errno = EINVAL;
+            return;
+        }
+    } while (!atomic_compare_exchange_weak(&h->holders, &n, n - 1));
+    if (n == 1) {
+        /* The last holder is gone: the run may now be deadlocked, and must
+         * wake to see it. */
+        pthread_mutex_lock(&h->mu);
+        if (h->open) ev_async_send(h->loop, &h->async);
+        pthread_mutex_unlock(&h->mu);
+    }
+    rill__remote_unref(h);
+}
+
+/* ---- the run's end ---------------------------------------------------------- */
+
+bool rill__remote_close(rill__rt *rt) {
+    rill_runtime *h = rt->remote;
+    if (!h) return false;
+    pthread_mutex_lock(&h->mu);
+    h->calls_open = false;
+    pthread_mutex_unlock(&h->mu);
+    return drain(h);
+}
+
+void rill__remote_end(rill__rt *rt) {
+    rill_runtime *h = rt->remote;
+    if (!h) return;
+    pthread_mutex_lock(&h->mu);
+    h->open = h->calls_open = false;
+    pthread_mutex_unlock(&h->mu);
+    /* Only jobs whose callers gave up can be left: drop them properly. */
+    drain(h);
+    if (!rt->remote_refd) ev_ref(rt->loop);
+    ev_async_stop(rt->loop, &h->async);
+    rt->remote = NULL;
+    rt->remote_refd = false;
+    rt->pending_jobs = 0;
+    rill__remote_unref(h);
+}
