@@ -27,11 +27,19 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 ifneq ($(wildcard /usr/include/valgrind/valgrind.h),)
 VALGRIND_DEF = -DRILL_VALGRIND
 endif
+ifeq ($(SANITIZER),thread)
+SAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
+BUILD ?= build/tsan
+# Criterion cannot start under ThreadSanitizer: tests/minicrit.h stands in.
+TEST_DEFS = -DRILL_MINICRIT
+else
+TEST_LIBS = -lcriterion
 ifneq ($(SANITIZER),)
 SAN_FLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 BUILD ?= build/san
 else
 BUILD ?= build
+endif
 endif
 
 FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
@@ -54,7 +62,7 @@ DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-valgrind test-demos test-package valgrind demo \
+.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo \
         bench install uninstall echo clean deps deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -85,10 +93,10 @@ $(BUILD)/rill.pc: FORCE
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
-$(BUILD)/tests/%: tests/%.c tests/helpers.h $(BUILD)/librill.a
+$(BUILD)/tests/%: tests/%.c tests/helpers.h tests/minicrit.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
-	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ $(FINAL_LDFLAGS) \
-	  $(BUILD)/librill.a $(LIBS) -lcriterion -lm
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(TEST_DEFS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ \
+	  $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) $(TEST_LIBS) -lm
 
 $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
@@ -103,7 +111,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/librill.a
 # or valgrind log reports an error or a leak (Criterion alone would not).
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory -k test-plain test-package test-demos test-san test-valgrind; \
+	@$(MAKE) --no-print-directory -k test-plain test-package test-demos test-san test-tsan test-valgrind; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
@@ -114,6 +122,14 @@ test-san:
 	  $(addprefix build/san/tests/,$(notdir $(TEST_BIN))) build/san/tests/selfcheck
 	@scripts/selfcheck.sh asan build/san/tests/selfcheck
 	@scripts/run-tests.sh asan build/results $(addprefix build/san/tests/,$(notdir $(TEST_BIN)))
+
+# The tests that cross threads, under ThreadSanitizer (see tests/minicrit.h).
+TSAN_TESTS = test_thread
+test-tsan:
+	@$(MAKE) --no-print-directory SANITIZER=thread \
+	  $(addprefix build/tsan/tests/,$(TSAN_TESTS) selfcheck_race)
+	@scripts/selfcheck.sh tsan build/tsan/tests/selfcheck_race
+	@scripts/run-tests.sh tsan build/results $(addprefix build/tsan/tests/,$(TSAN_TESTS))
 
 test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
 	@scripts/selfcheck.sh valgrind $(BUILD)/tests/selfcheck

@@ -36,6 +36,18 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define RILL_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RILL_TSAN 1
+#endif
+#endif
+
+#ifdef RILL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #ifdef RILL_VALGRIND
 #include <valgrind/valgrind.h>
 #else
@@ -409,6 +421,9 @@ int rill__fiber_init(rill__fiber *f, size_t size) {
     f->ctx.uc_stack.ss_size = (size_t)(st->hi - st->lo);
     f->ctx.uc_link = NULL;
     makecontext(&f->ctx, trampoline, 0);
+#ifdef RILL_TSAN
+    f->tsan = __tsan_create_fiber(0);
+#endif
     f->asan_fake = NULL;
     f->asan_bottom = st->lo;
     f->asan_size = (size_t)(st->hi - st->lo);
@@ -419,6 +434,10 @@ void rill__fiber_release(rill__fiber *f) {
     if (!f->stack) return;
     stack_put(f->stack);
     f->stack = NULL;
+#ifdef RILL_TSAN
+    __tsan_destroy_fiber(f->tsan);
+    f->tsan = NULL;
+#endif
 }
 
 static void after_switch(rill__rt *rt) {
@@ -440,6 +459,10 @@ void rill__switch(rill__fiber *from, rill__fiber *to) {
 #ifdef RILL_ASAN
     __sanitizer_start_switch_fiber(from->state == RILL__DONE ? NULL : &from->asan_fake,
                                    to->asan_bottom, to->asan_size);
+#endif
+#ifdef RILL_TSAN
+    if (!from->tsan) from->tsan = __tsan_get_current_fiber(); /* the host */
+    __tsan_switch_to_fiber(to->tsan, 0);
 #endif
     swapcontext(&from->ctx, &to->ctx);
 #ifdef RILL_ASAN

@@ -130,6 +130,7 @@ typedef struct rill__fiber {
     unsigned busy_groups;      /* groups on this stack with live children */
     void (*entry)(struct rill__fiber *); /* first code run on the stack */
     const char *name;
+    void *tsan;                /* ThreadSanitizer's context for the fiber */
     /* AddressSanitizer's view of this fiber's stack. */
     void *asan_fake;
     const void *asan_bottom;

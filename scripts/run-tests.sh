@@ -1,13 +1,15 @@
 #!/bin/bash
 # Run Criterion test binaries one way and record the counts.
 #   scripts/run-tests.sh MODE RESULTS_DIR BINARY...
-# MODE: plain | asan | valgrind.  In asan and valgrind modes a test that
+# MODE: plain | asan | tsan | valgrind.  In the checking modes a test that
 # "passes" but leaves a sanitizer report or a valgrind error/definite leak
 # fails the mode: Criterion itself cannot see reports printed at exit.
 # The file RESULTS_DIR/MODE.counts receives "passed failed".
 # Tests named *overflow* or *aborts* end their process on purpose (a stack
 # overflow, an abort): valgrind reports that as an error of its own, so the
-# valgrind mode leaves them out.
+# valgrind mode leaves them out.  Tests named *forked* start threads in a
+# child forked from a threaded process, which ThreadSanitizer does not
+# support: the tsan mode leaves them out.
 set -u
 mode=$1 res=$2
 shift 2
@@ -24,6 +26,9 @@ run() { # binary -> runs it in this mode, output to $dir/NAME.out
         ASAN_OPTIONS="log_path=$dir/logs/asan.$name:detect_leaks=1:abort_on_error=0" \
         UBSAN_OPTIONS="log_path=$dir/logs/ubsan.$name:print_stacktrace=1:halt_on_error=1" \
             "$bin" --jobs=2 ;;
+    tsan)
+        TSAN_OPTIONS="log_path=$dir/logs/tsan.$name:halt_on_error=0" \
+            "$bin" '--filter=!*forked*' ;;
     valgrind)
         RILL_UNDER_VALGRIND=1 valgrind --trace-children=yes --child-silent-after-fork=no \
             --log-file="$dir/logs/vg.$name.%p" --leak-check=full \
@@ -50,6 +55,7 @@ for bin in "$@"; do
           # not a report.
           reports=$(grep -lsvxE "==[0-9]+==WARNING: ASan doesn't fully support makecontext/swapcontext functions and may produce false positives in some cases!" \
                       "$dir/logs/asan.$name."* "$dir/logs/ubsan.$name."*) ;;
+    tsan) reports=$(grep -ls 'ThreadSanitizer' "$dir/logs/tsan.$name."*) ;;
     valgrind) reports=$(grep -lE 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' \
                           "$dir/logs/vg.$name."* 2>/dev/null) ;;
     esac

@@ -4,8 +4,12 @@
 #ifndef RILL_TEST_HELPERS_H
 #define RILL_TEST_HELPERS_H
 
+#ifdef RILL_MINICRIT
+#include "minicrit.h" /* ThreadSanitizer builds: see there */
+#else
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#endif
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +40,15 @@ static inline int rill_test_noop(void *arg) {
 }
 
 static inline bool under_valgrind(void) { return getenv("RILL_UNDER_VALGRIND") != NULL; }
+
+/* ThreadSanitizer keeps a trace per fiber: thousands at once exhaust it. */
+static inline bool under_tsan(void) {
+#if defined(__SANITIZE_THREAD__)
+    return true;
+#else
+    return false;
+#endif
+}
 
 /* Run rill_run(fn, arg) in a child process (with RILL_GUARD_PAGES set to
  * guard_env unless NULL), for behaviour that ends the process: returns the

@@ -542,7 +542,7 @@ static void *peer_thread(void *arg) {
 
 Test(thread, two_runtimes_exchange_ten_thousand_messages_each_way, .timeout = TEST_TIMEOUT) {
     setenv("RILL_THREADS", "2", 1); /* both barrier waits at once */
-    int n = under_valgrind() ? 1000 : 10000;
+    int n = under_valgrind() || under_tsan() ? 1000 : 10000;
     pthread_barrier_t ready;
     pthread_barrier_init(&ready, NULL, 2);
     peer a = {.n = n, .ready = &ready}, b = {.n = n, .ready = &ready};
