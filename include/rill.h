@@ -732,6 +732,24 @@ RILL_API rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size);
  * that task, then closes src. */
 RILL_API rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size);
 
+/* ===========================================================================
+ * Files
+ * ======================================================================== */
+
+/* A generator of the lines of the regular file at path (`async for line in
+ * aiofiles.open(path)`), read in 64 KiB chunks on the thread pool while other
+ * fibers run.  Each value is a const char *: the line without its "\n" (or
+ * "\r\n"), NUL-terminated, valid until the generator is resumed again; a
+ * last line without a newline is yielded too; a line holding a NUL byte
+ * reads as shorter in C.  Lines may be of any length (the buffer grows).
+ * The file is opened at once and closed when the body ends, is closed, or is
+ * freed.  NULL with errno: EINVAL (path NULL, or a FIFO, socket or device:
+ * streams are read with rill_wait_fd), EISDIR, or open()'s errno (ENOENT,
+ * EACCES, ...).  The generator's body returns a read error as a negative
+ * errno; consumed outside a fiber it returns -EPERM (reading blocks).  Free
+ * it with rill_gen_free. */
+RILL_API rill_gen *rill_file_lines(const char *path);
+
 #ifdef __cplusplus
 }
 #endif
