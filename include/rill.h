@@ -461,7 +461,9 @@ RILL_API void rill_cond_init(rill_cond *c);
 /* Unlock m (held by the caller), wait for a signal, lock m again: m is held
  * again on every return, cancelled or not, as asyncio's Condition.wait
  * reacquires its lock.  0, -ECANCELED, -EPERM if the caller does not hold m
- * or is not a fiber, -EINVAL. */
+ * or is not a fiber, -EINVAL; and -EDEADLK if the runtime found a deadlock
+ * while the caller waited to lock m again: then, alone among the returns,
+ * m is not held. */
 RILL_API int rill_cond_wait(rill_cond *c, rill_mutex *m);
 /* Wake the longest waiter / every waiter.  Never blocks. */
 RILL_API void rill_cond_signal(rill_cond *c);

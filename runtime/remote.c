@@ -60,17 +60,24 @@ bool rill__remote_post(rill_runtime *h, rill__msg *m) {
     return ok;
 }
 
-/* Run every message posted so far, in order, on the run's thread. */
-static bool drain(rill_runtime *h) {
+/* Messages run per wake-up: a burst of calls from other threads becomes
+ * tasks a batch at a time, and each batch runs (and gives its stacks back)
+ * before the next is started, instead of every call holding a new stack. */
+#define DRAIN_BATCH 64
+
+/* Run the oldest posted messages, in order, on the run's thread; with
+ * `all`, every one, else at most a batch (the loop is woken for the rest).
+ * Returns whether any ran. */
+static bool drain(rill_runtime *h, bool all) {
     rill__list batch;
     rill__list_init(&batch);
     pthread_mutex_lock(&h->mu);
-    if (!rill__list_empty(&h->inbox)) {
-        batch.next = h->inbox.next;
-        batch.prev = h->inbox.prev;
-        batch.next->prev = batch.prev->next = &batch;
-        rill__list_init(&h->inbox);
+    for (unsigned k = 0; all || k < DRAIN_BATCH; k++) {
+        rill__list *n = rill__list_pop(&h->inbox);
+        if (!n) break;
+        rill__list_push(&batch, n);
     }
+    if (!rill__list_empty(&h->inbox) && h->open) ev_async_send(h->loop, &h->async);
     pthread_mutex_unlock(&h->mu);
     bool any = false;
     rill__list *n;
@@ -85,7 +92,7 @@ static bool drain(rill_runtime *h) {
 static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
     (void)loop;
     (void)revents;
-    drain(rill__container_of(w, rill_runtime, async));
+    drain(rill__container_of(w, rill_runtime, async), false);
     rill__remote_keepalive(rill__self);
 }
 
@@ -203,7 +210,7 @@ bool rill__remote_close(rill__rt *rt) {
     pthread_mutex_lock(&h->mu);
     h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
-    return drain(h);
+    return drain(h, true);
 }
 
 void rill__remote_end(rill__rt *rt) {
@@ -213,7 +220,7 @@ void rill__remote_end(rill__rt *rt) {
     h->open = h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
     /* Only jobs whose callers gave up can be left: drop them properly. */
-    drain(h);
+    drain(h, true);
     if (!rt->remote_refd) ev_ref(rt->loop);
     ev_async_stop(rt->loop, &h->async);
     rt->remote = NULL;
