@@ -198,7 +198,9 @@ RILL_API int rill_run(rill_fn *main, void *arg);
  * tasks with rill_spawn() afterwards.  The loop's own code (your callbacks)
  * is not a fiber: it can spawn, cancel and detach, but not block (-EPERM).
  * rill's hooks do not keep ev_run(loop, 0) running by themselves; a task
- * that sleeps, waits on an fd or is ready to run does.  Returns 0, -EBUSY if
+ * that sleeps, waits on an fd or is ready to run does, and so do a job on
+ * the thread pool and a handle from rill_runtime_current() that another
+ * thread still holds (a call may come).  Returns 0, -EBUSY if
  * this thread already has a runtime, -EINVAL if loop is NULL, -ENOMEM. */
 RILL_API int rill_attach(struct ev_loop *loop);
 
@@ -529,10 +531,12 @@ RILL_API int rill_to_thread(rill_fn *fn, void *arg);
  * it returns -ECANCELED at once, and the job finishes on its own (asyncio's
  * to_thread, Trio's abandon_on_cancel).  arg must then outlive the caller,
  * so ownership follows the outcome: on any return but -ECANCELED the caller
- * still owns arg; on -ECANCELED it has passed to rill, which calls
- * release(arg) (if release is not NULL) once fn has returned, on the worker
- * thread, or at once, on the caller's, if fn never started.  Its result is
- * then dropped.  Errors as rill_to_thread. */
+ * still owns arg; on -ECANCELED (whether the caller was cancelled, or fn
+ * itself returned -ECANCELED) it has passed to rill, which calls
+ * release(arg), if release is not NULL, once fn has returned or at once if
+ * fn never ran (or will not).  release runs on the worker thread or on the
+ * caller's, so it must not care which.  The job's result is then dropped.
+ * Errors as rill_to_thread. */
 RILL_API int rill_to_thread_detached(rill_fn *fn, void *arg, void (*release)(void *arg));
 
 /* A counted handle to one run of a runtime (one rill_run or rill_attach on
@@ -554,10 +558,12 @@ RILL_API void rill_runtime_release(rill_runtime *rt);
 /* Have fn(arg) run in a new detached task of rt's run: callable from any
  * thread, including rt's own and threads with no runtime.  Calls run in the
  * order they were made from one thread; fn's result is dropped (report
- * through arg).  0 once accepted: an accepted call always runs, as long as
- * the run does, and runs cancelled if it arrives while the run is ending (its
- * main task has ended).  -ESRCH if the run has ended, -EINVAL if rt or fn is
- * NULL, -ENOMEM.  Never blocks (it takes a mutex briefly). */
+ * through arg).  0 once accepted: an accepted call always runs (it waits
+ * and is retried if there is no memory for its task), and runs cancelled if
+ * it arrives after the run's main task has ended.  -ESRCH once the run is
+ * over: every fiber of it has ended (generator cleanups at the very end
+ * aside), -EINVAL if rt or fn is NULL, -ENOMEM.  Never blocks (it takes a
+ * mutex briefly). */
 RILL_API int rill_call_threadsafe(rill_runtime *rt, rill_fn *fn, void *arg);
 
 /* ===========================================================================
@@ -739,11 +745,11 @@ RILL_API rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_si
  * ======================================================================== */
 
 /* A generator of the lines of the regular file at path (`async for line in
- * aiofiles.open(path)`), read in 64 KiB chunks on the thread pool while other
- * fibers run.  Each value is a const char *: the line without its "\n" (or
- * "\r\n"), NUL-terminated, valid until the generator is resumed again; a
- * last line without a newline is yielded too; a line holding a NUL byte
- * reads as shorter in C.  Lines may be of any length (the buffer grows).
+ * aiofiles.open(path)`), read in chunks of 64 KiB or more on the thread pool
+ * while other fibers run.  Each value is a const char *: the line without
+ * its "\n" (or "\r\n"), NUL-terminated, valid until the generator is resumed
+ * again; a last line without a newline is yielded too (a "\r" ending it is
+ * dropped); a line holding a NUL byte reads as shorter in C.  Lines may be of any length (the buffer grows).
  * The file is opened at once and closed when the body ends, is closed, or is
  * freed.  NULL with errno: EINVAL (path NULL, or a FIFO, socket or device:
  * streams are read with rill_wait_fd), EISDIR, or open()'s errno (ENOENT,

@@ -288,7 +288,7 @@ void rill__timers_poll(void);
  * Posted under the handle's mutex; run(m) is called on the run's thread. */
 typedef struct rill__msg {
     rill__list node;
-    void (*run)(struct rill__msg *m);
+    bool (*run)(struct rill__msg *m); /* false: no memory yet, try later */
 } rill__msg;
 
 /* The run's handle, made on first use (NULL if out of memory). */
@@ -306,6 +306,8 @@ void rill__remote_keepalive(rill__rt *rt);
 bool rill__remote_close(rill__rt *rt);
 /* The run is over: stop the watcher and drop the run's reference. */
 void rill__remote_end(rill__rt *rt);
+/* In a forked child: the handle's mutex starts afresh (pool.c's fork). */
+void rill__remote_after_fork(void);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 

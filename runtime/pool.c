@@ -50,10 +50,31 @@ static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
 static void fork_prepare(void) { pthread_mutex_lock(&pool.mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&pool.mu); }
-/* The child has none of the workers: new ones start on demand. */
+
+/* The child has only the forking thread: none of the workers, and none of
+ * the parent's waiters on pool.work, so both sync objects start afresh and
+ * new workers start on demand.  Jobs queued by the forking thread's own run
+ * stay (its fibers in the child wait for them); other threads' jobs do not
+ * exist in the child, and jobs already running at the fork never end there. */
 static void fork_child(void) {
-    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.work, NULL);
     pool.threads = pool.idle = 0;
+    rill_runtime *mine = rill__self ? rill__self->remote : NULL;
+    rill__list keep;
+    rill__list_init(&keep);
+    rill__list *n;
+    while ((n = rill__list_pop(&pool.queue))) {
+        job *j = rill__container_of(n, job, node);
+        if (mine && j->home == mine) rill__list_push(&keep, n);
+    }
+    rill__list_init(&pool.queue);
+    pool.nqueued = 0;
+    while ((n = rill__list_pop(&keep))) {
+        rill__list_push(&pool.queue, n);
+        pool.nqueued++;
+    }
+    rill__remote_after_fork();
 }
 
 static void pool_init(void) {
@@ -104,7 +125,12 @@ static void *worker(void *unused) {
         pthread_mutex_unlock(&pool.mu);
         /* Not posted: the caller gave up; or its run ended meanwhile, which
          * only a detached job's caller can have let happen. */
-        if (abandoned || !rill__remote_post(j->home, &j->msg)) job_drop(j);
+        if (!abandoned && rill__remote_post(j->home, &j->msg)) {
+            pthread_mutex_lock(&pool.mu);
+            continue;
+        }
+        RILL_ASSERT(j->detached, "a run ended while a caller waited for its job");
+        job_drop(j);
         pthread_mutex_lock(&pool.mu);
     }
     return NULL;
@@ -118,10 +144,13 @@ static int submit(job *j) {
     pool.nqueued++;
     int rc = 0;
     if (pool.nqueued > pool.idle && pool.threads < pool.max) {
-        /* Workers take no signal: the program's handlers stay on its own
-         * threads (the loops' ev_signal watchers among them). */
+        /* Workers take no asynchronous signal: the program's handlers stay
+         * on its own threads (the loops' ev_signal watchers among them).  A
+         * fault in a job is still reported where it happens. */
         sigset_t all, old;
         sigfillset(&all);
+        static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+        for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) sigdelset(&all, faults[k]);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -146,11 +175,11 @@ static int submit(job *j) {
 /* ---- the caller's side --------------------------------------------------- */
 
 /* The job's post, received on the caller's run's thread. */
-static void job_done(rill__msg *m) {
+static bool job_done(rill__msg *m) {
     job *j = rill__container_of(m, job, msg);
     if (j->abandoned) { /* set on this thread: no lock needed to read it */
         job_drop(j);
-        return;
+        return true;
     }
     j->delivered = true;
     rill__self->pending_jobs--;
@@ -158,6 +187,7 @@ static void job_done(rill__msg *m) {
     /* The caller may be READY meanwhile, woken by a cancellation it must sit
      * out: it finds `delivered` when it runs. */
     if (f && f->state == RILL__BLOCKED && f->wait == &j->w) rill__wake(&j->w, 0);
+    return true;
 }
 
 /* A cancellation (or a deadlock) interrupts the caller's wait. */
@@ -182,7 +212,11 @@ static void job_unhook(rill__waiter *w) {
 static int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
     if (!fn) return -EINVAL;
     int rc = rill__checkpoint();
-    if (rc) return rc;
+    if (rc) {
+        /* -ECANCELED hands arg over: it is released, as a dropped job's. */
+        if (rc == -ECANCELED && release) release(arg);
+        return rc;
+    }
     rill__rt *rt = rill__self;
     rill_runtime *home = rill__remote_of(rt);
     if (!home) return -ENOMEM;
@@ -225,6 +259,9 @@ static int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *
     }
     int result = j->result;
     if (detached) {
+        /* The caller reads -ECANCELED as "arg is rill's now", whoever said
+         * it: so a job's own -ECANCELED releases arg too. */
+        if (result == -ECANCELED && release) release(arg);
         rill__remote_unref(home);
         free(j);
     }

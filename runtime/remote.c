@@ -22,6 +22,7 @@ struct rill_runtime {
     rill__list inbox;       /* under mu: posted messages, oldest first */
     struct ev_loop *loop;   /* the run's, fixed before any other thread sees h */
     ev_async async;
+    ev_timer retry;         /* a call found no memory for its task: try later */
 };
 
 typedef struct call {
@@ -65,6 +66,29 @@ bool rill__remote_post(rill_runtime *h, rill__msg *m) {
  * before the next is started, instead of every call holding a new stack. */
 #define DRAIN_BATCH 64
 
+static void push_front(rill__list *l, rill__list *n) {
+    n->next = l->next;
+    n->prev = l;
+    l->next->prev = n;
+    l->next = n;
+}
+
+/* Put `batch` back at the head of the inbox, in order, and try again soon:
+ * its first message found no memory, and retrying at once would spin. */
+static void requeue(rill_runtime *h, rill__list *batch) {
+    pthread_mutex_lock(&h->mu);
+    rill__list *n;
+    while ((n = batch->prev) != batch) {
+        rill__list_remove(n);
+        push_front(&h->inbox, n);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (!ev_is_active(&h->retry)) {
+        ev_timer_set(&h->retry, 0.01, 0);
+        ev_timer_start(h->loop, &h->retry);
+    }
+}
+
 /* Run the oldest posted messages, in order, on the run's thread; with
  * `all`, every one, else at most a batch (the loop is woken for the rest).
  * Returns whether any ran. */
@@ -83,7 +107,11 @@ static bool drain(rill_runtime *h, bool all) {
     rill__list *n;
     while ((n = rill__list_pop(&batch))) {
         rill__msg *m = rill__container_of(n, rill__msg, node);
-        m->run(m);
+        if (!m->run(m)) {
+            push_front(&batch, n);
+            requeue(h, &batch);
+            break;
+        }
         any = true;
     }
     return any;
@@ -93,6 +121,13 @@ static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
     (void)loop;
     (void)revents;
     drain(rill__container_of(w, rill_runtime, async), false);
+    rill__remote_keepalive(rill__self);
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop;
+    (void)revents;
+    drain(rill__container_of(w, rill_runtime, retry), false);
     rill__remote_keepalive(rill__self);
 }
 
@@ -106,6 +141,7 @@ rill_runtime *rill__remote_of(rill__rt *rt) {
     rill__list_init(&h->inbox);
     h->loop = rt->loop;
     ev_async_init(&h->async, on_post);
+    ev_timer_init(&h->retry, on_retry, 0, 0);
     ev_async_start(rt->loop, &h->async);
     /* Only what rill__remote_keepalive counts keeps the loop alive. */
     ev_unref(rt->loop);
@@ -132,23 +168,14 @@ static int call_body(void *arg) {
     return c.fn(c.arg);
 }
 
-static void call_start(rill__msg *m) {
+/* false when there is no memory for the task: an accepted call must not be
+ * dropped, so it waits (in order) and is tried again. */
+static bool call_start(rill__msg *m) {
     call *c = rill__container_of(m, call, msg);
     rill_task *t = rill__task_new(call_body, c, &(rill_opts){.name = "threadsafe-call"});
-    if (t) {
-        rill_detach(t);
-        return;
-    }
-    /* Out of memory for a fiber: an accepted call must not be dropped, so it
-     * waits at the head of the inbox and the loop is woken to try again. */
-    rill_runtime *h = rill__self->remote;
-    pthread_mutex_lock(&h->mu);
-    ev_async_send(h->loop, &h->async);
-    m->node.next = h->inbox.next;
-    m->node.prev = &h->inbox;
-    h->inbox.next->prev = &m->node;
-    h->inbox.next = &m->node;
-    pthread_mutex_unlock(&h->mu);
+    if (!t) return false;
+    rill_detach(t);
+    return true;
 }
 
 int rill_call_threadsafe(rill_runtime *h, rill_fn *fn, void *arg) {
@@ -221,10 +248,27 @@ void rill__remote_end(rill__rt *rt) {
     pthread_mutex_unlock(&h->mu);
     /* Only jobs whose callers gave up can be left: drop them properly. */
     drain(h, true);
+    /* What is still there found no memory for a task, even now. */
+    size_t dropped = 0;
+    rill__list *n;
+    while ((n = rill__list_pop(&h->inbox))) {
+        free(rill__container_of(rill__container_of(n, rill__msg, node), call, msg));
+        dropped++;
+    }
+    if (dropped)
+        fprintf(stderr, "rill: out of memory: %zu call%s from other threads could not run\n",
+                dropped, dropped == 1 ? "" : "s");
     if (!rt->remote_refd) ev_ref(rt->loop);
     ev_async_stop(rt->loop, &h->async);
+    ev_timer_stop(rt->loop, &h->retry);
     rt->remote = NULL;
     rt->remote_refd = false;
     rt->pending_jobs = 0;
     rill__remote_unref(h);
+}
+
+void rill__remote_after_fork(void) {
+    rill_runtime *h = rill__self ? rill__self->remote : NULL;
+    /* Another thread may have held it at the fork: it exists no more. */
+    if (h) pthread_mutex_init(&h->mu, NULL);
 }

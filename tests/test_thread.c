@@ -3,6 +3,7 @@
  * so a test may set RILL_THREADS before its first offloaded call. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "helpers.h"
@@ -268,6 +269,36 @@ FIBER_TEST(thread, a_detached_job_cancelled_in_the_queue_is_released_at_once) {
     return 0;
 }
 
+typedef struct handed {
+    atomic_int ran, released;
+    int rc;
+} handed;
+
+static int returns_ecanceled(void *arg) {
+    atomic_fetch_add(&((handed *)arg)->ran, 1);
+    return -ECANCELED;
+}
+
+static void handed_release(void *arg) { atomic_fetch_add(&((handed *)arg)->released, 1); }
+
+FIBER_TEST(thread, every_ecanceled_from_a_detached_call_releases_its_argument) {
+    /* Already cancelled: the job never runs, and arg is released. */
+    handed a = {0};
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_cancel(&s);
+    expect_eq(rill_to_thread_detached(returns_ecanceled, &a, handed_release), -ECANCELED);
+    rill_scope_exit(&s);
+    expect_eq(atomic_load(&a.ran), 0);
+    expect_eq(atomic_load(&a.released), 1);
+    /* The job's own -ECANCELED reads the same to the caller: released too. */
+    handed b = {0};
+    expect_eq(rill_to_thread_detached(returns_ecanceled, &b, handed_release), -ECANCELED);
+    expect_eq(atomic_load(&b.ran), 1);
+    expect_eq(atomic_load(&b.released), 1);
+    return 0;
+}
+
 /* A detached job whose caller's run ends before it does. */
 static owned late = {.g = GATE_INIT};
 
@@ -361,12 +392,17 @@ Test(thread, a_bad_rill_threads_is_reported_and_the_default_used, .timeout = TES
 
 static int offloads_in_child(void *arg) {
     (void)arg;
-    slow_job j = {.ms = 1};
-    return rill_to_thread(slow, &j) == 11 ? 0 : -EIO;
+    /* Several calls one after the other: each needs an idle worker woken. */
+    for (int i = 0; i < 5; i++) {
+        slow_job j = {.ms = 1};
+        if (rill_to_thread(slow, &j) != 11) return -EIO;
+    }
+    return 0;
 }
 
 Test(thread, the_pool_works_in_a_forked_child, .timeout = TEST_TIMEOUT) {
-    expect_eq(rill_run(offloads_in_child, NULL), 0); /* the parent's workers start */
+    /* The parent's workers start, and go idle waiting for work. */
+    expect_eq(rill_run(offloads_in_child, NULL), 0);
     char err[512];
     int status = run_child(offloads_in_child, NULL, NULL, err, sizeof err);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %s", err);
@@ -435,6 +471,54 @@ FIBER_TEST(thread, calls_from_a_plain_thread_all_run_in_order) {
     expect_eq(in.next, in.n);
     expect_eq(in.out_of_order, 0);
     return 0;
+}
+
+/* Calls whose task finds no memory wait, in order, until there is some. */
+static int order_seen[8], nseen;
+
+static int records(void *arg) {
+    order_seen[nseen++] = (int)(intptr_t)arg;
+    return 0;
+}
+
+static long vm_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmSize:", 7) == 0) kib = atol(line + 7);
+    if (f) fclose(f);
+    return kib;
+}
+
+static int calls_under_a_memory_limit(void *arg) {
+    int *during = arg;
+    rill_runtime *h = rill_runtime_current();
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_AS, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)(vm_kib() + 32) * 1024; /* no room for a new stack */
+    setrlimit(RLIMIT_AS, &lim);
+    for (intptr_t i = 0; i < 5; i++) rill_call_threadsafe(h, records, (void *)i);
+    rill_sleep(0.05);
+    *during = nseen;
+    setrlimit(RLIMIT_AS, &old);
+    rill_sleep(0.1);
+    rill_runtime_release(h);
+    return 0;
+}
+
+Test(thread, calls_that_find_no_memory_wait_in_order_until_there_is_some,
+     .timeout = TEST_TIMEOUT, .init = cr_redirect_stderr) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return; /* the sanitizers' own reservations do not fit under the limit */
+#endif
+    if (under_valgrind()) return;
+    int during = -1;
+    expect_eq(rill_run(calls_under_a_memory_limit, &during), 0);
+    expect_eq(during, 0); /* the limit did hold them back */
+    expect_eq(nseen, 5);
+    for (int i = 0; i < 5; i++) expect_eq(order_seen[i], i);
 }
 
 static rill_runtime *leaked_handle;
