@@ -188,7 +188,9 @@ RILL_API const char *rill_strerror(int err);
  * ======================================================================== */
 
 /* Run main(arg) in a fiber on a new runtime for this thread, then cancel and
- * wait for the tasks left.  Returns main's status, or -EDEADLK (see above),
+ * wait for the tasks left, close the generators left suspended, and wait for
+ * the detached pool jobs its fibers gave up on (rill_to_thread_detached).
+ * Returns main's status, or -EDEADLK (see above),
  * -EBUSY if this thread already runs a runtime, -EINVAL if main is NULL,
  * -ENOMEM. */
 RILL_API int rill_run(rill_fn *main, void *arg);
@@ -533,10 +535,11 @@ RILL_API int rill_to_thread(rill_fn *fn, void *arg);
  * so ownership follows the outcome: on any return but -ECANCELED the caller
  * still owns arg; on -ECANCELED (whether the caller was cancelled, or fn
  * itself returned -ECANCELED) it has passed to rill, which calls
- * release(arg), if release is not NULL, once fn has returned or at once if
- * fn never ran (or will not).  release runs on the worker thread or on the
- * caller's, so it must not care which.  The job's result is then dropped.
- * Errors as rill_to_thread. */
+ * release(arg), if release is not NULL, on the caller's thread: once fn has
+ * returned, or at once if fn never ran (or will not).  The job's result is
+ * then dropped.  The run does not end before every such job has: rill_run
+ * waits for them (as asyncio.run waits for its default executor), so their
+ * release() always runs.  Errors as rill_to_thread. */
 RILL_API int rill_to_thread_detached(rill_fn *fn, void *arg, void (*release)(void *arg));
 
 /* A counted handle to one run of a runtime (one rill_run or rill_attach on

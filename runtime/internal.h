@@ -256,7 +256,9 @@ typedef struct rill__rt {
     /* Other threads (remote.c): the handle they post to, the jobs of this
      * run on the pool, and whether libev counts them as keeping it alive. */
     struct rill_runtime *remote;
-    unsigned pending_jobs;
+    unsigned pending_jobs;     /* jobs a fiber waits for */
+    unsigned abandoned_jobs;   /* detached jobs whose callers gave up: the
+                                  run ends only after they have */
     bool remote_refd;
     /* Alternate signal stack for the overflow handler. */
     void *altstack;

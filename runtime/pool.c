@@ -6,9 +6,12 @@
  *
  * A job's state moves QUEUED -> RUNNING -> DONE under pool.mu, or QUEUED ->
  * DROPPED when its caller is cancelled first (it never runs).  A detached
- * job whose caller gave up is `abandoned`: whoever touches it last (the
- * worker, or the run's thread receiving its post) releases its argument and
- * frees it.
+ * job whose caller gave up is `abandoned`: it is still posted back when it
+ * ends, and the run's thread releases its argument and frees it (the run
+ * waits for that before it ends, as asyncio.run waits for its executor).
+ *
+ * Workers live until the process exits; an atexit handler then stops and
+ * joins the idle ones, so that no thread is left behind for leak checkers.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -38,12 +41,20 @@ typedef struct job {
     bool dropped;             /* taken off the queue before it ran */
 } job;
 
+typedef struct worker {
+    pthread_t tid;
+    bool busy;                /* under pool.mu: running a job */
+    struct worker *next;
+} worker;
+
 static struct {
     pthread_mutex_t mu;
     pthread_cond_t work;
     rill__list queue;         /* QUEUED jobs, oldest first */
     unsigned nqueued;
     unsigned threads, idle, max;
+    worker *workers;          /* every worker started */
+    bool quitting;            /* the process is exiting */
 } pool = {.mu = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
@@ -60,6 +71,11 @@ static void fork_child(void) {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.work, NULL);
     pool.threads = pool.idle = 0;
+    while (pool.workers) {
+        worker *w = pool.workers;
+        pool.workers = w->next;
+        free(w);
+    }
     rill_runtime *mine = rill__self ? rill__self->remote : NULL;
     rill__list keep;
     rill__list_init(&keep);
@@ -75,6 +91,32 @@ static void fork_child(void) {
         pool.nqueued++;
     }
     rill__remote_after_fork();
+}
+
+/* At exit: idle workers stop and are joined; busy ones (a job still running
+ * while the process exits) are let go. */
+static void pool_shutdown(void) {
+    pthread_mutex_lock(&pool.mu);
+    pool.quitting = true;
+    pthread_cond_broadcast(&pool.work);
+    worker *idle = NULL;
+    while (pool.workers) {
+        worker *w = pool.workers;
+        pool.workers = w->next;
+        if (w->busy || pthread_equal(w->tid, pthread_self())) {
+            pthread_detach(w->tid); /* it still uses w: leave it */
+            continue;
+        }
+        w->next = idle;
+        idle = w;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    while (idle) {
+        worker *w = idle;
+        idle = w->next;
+        pthread_join(w->tid, NULL);
+        free(w);
+    }
 }
 
 static void pool_init(void) {
@@ -94,6 +136,7 @@ static void pool_init(void) {
             pool.max = (unsigned)v;
     }
     pthread_atfork(fork_prepare, fork_parent, fork_child);
+    atexit(pool_shutdown);
 }
 
 /* A job's end, when nobody waits for it any more. */
@@ -103,36 +146,37 @@ static void job_drop(job *j) {
     free(j);
 }
 
-static void *worker(void *unused) {
-    (void)unused;
+static void *work(void *arg) {
+    worker *self = arg;
     pthread_mutex_lock(&pool.mu);
-    for (;;) {
-        rill__list *n;
-        while (!(n = rill__list_pop(&pool.queue))) {
+    while (!pool.quitting) {
+        rill__list *n = rill__list_pop(&pool.queue);
+        if (!n) {
             pool.idle++;
             pthread_cond_wait(&pool.work, &pool.mu);
             pool.idle--;
+            continue;
         }
         pool.nqueued--;
         job *j = rill__container_of(n, job, node);
         j->state = JOB_RUNNING;
+        self->busy = true;
         pthread_mutex_unlock(&pool.mu);
         int result = j->fn(j->arg);
         pthread_mutex_lock(&pool.mu);
         j->result = result;
         j->state = JOB_DONE;
-        bool abandoned = j->abandoned;
+        self->busy = false;
         pthread_mutex_unlock(&pool.mu);
-        /* Not posted: the caller gave up; or its run ended meanwhile, which
-         * only a detached job's caller can have let happen. */
-        if (!abandoned && rill__remote_post(j->home, &j->msg)) {
-            pthread_mutex_lock(&pool.mu);
-            continue;
+        /* Not posted only if the run has ended, which only a detached job's
+         * caller can have let happen (in a forked child, say). */
+        if (!rill__remote_post(j->home, &j->msg)) {
+            RILL_ASSERT(j->detached, "a run ended while a caller waited for its job");
+            job_drop(j);
         }
-        RILL_ASSERT(j->detached, "a run ended while a caller waited for its job");
-        job_drop(j);
         pthread_mutex_lock(&pool.mu);
     }
+    pthread_mutex_unlock(&pool.mu);
     return NULL;
 }
 
@@ -140,6 +184,10 @@ static void *worker(void *unused) {
 static int submit(job *j) {
     pthread_once(&pool_once, pool_init);
     pthread_mutex_lock(&pool.mu);
+    if (pool.quitting) { /* the process is exiting: nobody would run it */
+        pthread_mutex_unlock(&pool.mu);
+        return -EAGAIN;
+    }
     rill__list_push(&pool.queue, &j->node);
     pool.nqueued++;
     int rc = 0;
@@ -152,16 +200,14 @@ static int submit(job *j) {
         static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
         for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) sigdelset(&all, faults[k]);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t tid;
-        int err = pthread_create(&tid, &attr, worker, NULL);
-        pthread_attr_destroy(&attr);
+        worker *w = calloc(1, sizeof *w);
+        int err = w ? pthread_create(&w->tid, NULL, work, w) : ENOMEM;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (err == 0) {
+            w->next = pool.workers;
+            pool.workers = w;
             pool.threads++;
-        } else if (pool.threads == 0) { /* nobody would ever run it */
+        } else if (free(w), pool.threads == 0) { /* nobody would ever run it */
             rill__list_remove(&j->node);
             pool.nqueued--;
             rc = -EAGAIN;
@@ -178,6 +224,7 @@ static int submit(job *j) {
 static bool job_done(rill__msg *m) {
     job *j = rill__container_of(m, job, msg);
     if (j->abandoned) { /* set on this thread: no lock needed to read it */
+        rill__self->abandoned_jobs--;
         job_drop(j);
         return true;
     }
@@ -204,6 +251,7 @@ static void job_unhook(rill__waiter *w) {
     } else if (j->detached && !j->abandoned) {
         j->abandoned = true;
         gone = true;
+        rill__self->abandoned_jobs++;
     }
     pthread_mutex_unlock(&pool.mu);
     if (gone) rill__self->pending_jobs--;

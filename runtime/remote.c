@@ -153,7 +153,7 @@ rill_runtime *rill__remote_of(rill__rt *rt) {
 void rill__remote_keepalive(rill__rt *rt) {
     rill_runtime *h = rt->remote;
     if (!h) return;
-    bool want = rt->pending_jobs > 0 || atomic_load(&h->holders) > 0;
+    bool want = rt->pending_jobs > 0 || rt->abandoned_jobs > 0 || atomic_load(&h->holders) > 0;
     if (want == rt->remote_refd) return;
     if (want) ev_ref(rt->loop);
     else ev_unref(rt->loop);
@@ -237,7 +237,8 @@ bool rill__remote_close(rill__rt *rt) {
     pthread_mutex_lock(&h->mu);
     h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
-    return drain(h, true);
+    /* A batch at a time here too: the run goes on while calls are left. */
+    return drain(h, false);
 }
 
 void rill__remote_end(rill__rt *rt) {
@@ -263,7 +264,7 @@ void rill__remote_end(rill__rt *rt) {
     ev_timer_stop(rt->loop, &h->retry);
     rt->remote = NULL;
     rt->remote_refd = false;
-    rt->pending_jobs = 0;
+    rt->pending_jobs = rt->abandoned_jobs = 0;
     rill__remote_unref(h);
 }
 

@@ -191,7 +191,14 @@ static void drive(rill__rt *rt, rill_task *main) {
             if (rill__remote_close(rt)) continue;
             /* After abandoning fibers, generators may point into what was
              * freed: leave them alone. */
-            if (rt->abandoned || !rill__gens_suspended()) return;
+            if (rt->abandoned || !rill__gens_suspended()) {
+                /* Detached jobs whose callers gave up end before the run
+                 * does (their release() may flush or free): wait for them. */
+                if (!rt->abandoned_jobs) return;
+                rill__remote_keepalive(rt);
+                ev_run(rt->loop, EVRUN_ONCE);
+                continue;
+            }
             /* asyncio's shutdown_asyncgens: close the generators left
              * suspended, from a task (cleanups may block) born cancelled. */
             rt->shutting_down = true;

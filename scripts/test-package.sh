@@ -2,7 +2,9 @@
 # Packaging checks, counted with the tests:
 #   1. librill.so exports only rill_* symbols;
 #   2. `make install PREFIX=tmp`, then the README's first example, built with
-#      `pkg-config --cflags --libs rill`, compiles warning-free and runs.
+#      `pkg-config --cflags --libs rill`, compiles warning-free and runs;
+#   3. a program using the thread pool and calls between threads passes
+#      valgrind's strictest leak check (no thread or block left at exit).
 #   scripts/test-package.sh RESULTS_DIR
 set -u
 res=$1
@@ -39,7 +41,37 @@ readme_example_runs_installed() {
     [ "$out" = $'data_for_1\ndata_for_2\ndata_for_3' ] || { echo "printed: $out"; return 1; }
 }
 
+pool_exits_clean_under_valgrind() {
+    cat >"$tmp/pool.c" <<'END'
+#include <pthread.h>
+#include <rill.h>
+static int job(void *arg) { return *(int *)arg * 2; }
+static int count(void *arg) { return ++*(int *)arg, 0; }
+static void *sends(void *rt) {
+    static int n;
+    rill_call_threadsafe(rt, count, &n);
+    rill_runtime_release(rt);
+    return NULL;
+}
+static int amain(void *arg) {
+    (void)arg;
+    int x = 21;
+    pthread_t t;
+    pthread_create(&t, NULL, sends, rill_runtime_current());
+    int rc = rill_to_thread(job, &x);
+    pthread_join(t, NULL);
+    return rc == 42 ? 0 : -1;
+}
+int main(void) { return rill_run(amain, NULL) == 0 ? 0 : 1; }
+END
+    cc -Wall -Wextra -Werror -Iinclude "$tmp/pool.c" build/librill.a -lev -pthread -o "$tmp/pool" ||
+        return 1
+    valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all \
+        --error-exitcode=1 "$tmp/pool"
+}
+
 check exports_only_rill exports_only_rill
 check readme_example_runs_installed readme_example_runs_installed
+check pool_exits_clean_under_valgrind pool_exits_clean_under_valgrind
 echo "$pass $fail" >"$res/package.counts"
 [ $fail -eq 0 ]
