@@ -1,7 +1,8 @@
 # rill: one plain Makefile.
 #
 #   make                      librill.a, librill.so and rill.pc in build/
-#   make test                 the whole suite: plain, ASan+UBSan, valgrind, demos
+#   make test                 the whole suite: plain, packaging, demos, ASan+UBSan,
+#                             ThreadSanitizer (thread tests), valgrind
 #   make demo                 run every demo with short delays
 #   make bench                micro-benchmarks (ratios against plain C)
 #   make install PREFIX=...   headers, libraries, pkg-config file

@@ -16,8 +16,12 @@
  * rill_file_lines() is read_lines(): it reads 64 KiB at a time on the thread
  * pool (a read from disk cannot be waited for with epoll) and yields each
  * line from its buffer, so memory stays flat however large the file is.
- * rill_gen_filter() is the generator expression's `if`.  Breaking out of the
- * loop early closes the file at once, as leaving `async with` would.
+ * Other fibers (here a ticker) run while each chunk is read; between reads
+ * the consumer has the CPU, as a coroutine that never awaits would.
+ * rill_gen_filter() is the generator expression's `if`.  After breaking out
+ * of the loop early, closing the generator closes the file (leaving the
+ * block of a RILL_GEN_AUTO generator does too), as leaving `async with`
+ * would.
  *
  * Usage: file_lines [--scale X]   (X multiplies every delay)
  */

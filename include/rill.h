@@ -162,7 +162,7 @@ typedef struct rill_queue rill_queue;
  * ======================================================================== */
 
 /* Describe an error code of either sign (-ECANCELED and ECANCELED give the
- * same text): rill's own meaning for the codes of DESIGN §2 (-ECANCELED,
+ * same text): rill's own meaning for the codes it gives a meaning (-ECANCELED,
  * -ETIMEDOUT, -EPIPE, -EPERM, -EDEADLK), libc's description otherwise.
  * Returns a static string; never NULL.  Does not block; thread-safe. */
 RILL_API const char *rill_strerror(int err);
