@@ -59,7 +59,7 @@ BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
 DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
-            valgrind:valgrind
+            valgrind:valgrind g++:c++
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 

@@ -694,10 +694,15 @@ RILL_API void rill__gen_autofree(rill_gen **g);
  * generator is exhausted or fails: rill_gen_status(g) tells which.
  * Breaking out leaves the generator suspended; free (or RILL_GEN_AUTO)
  * runs its cleanup, once. */
+#ifdef __cplusplus /* C++ does not convert void * implicitly */
+#define RILL__FROM_VOID(var, p) static_cast<decltype(var)>(p)
+#else
+#define RILL__FROM_VOID(var, p) (p)
+#endif
 #define rill_foreach(var, g)                                                     \
     for (void *RILL__CAT(rill__v, __LINE__);                                    \
          rill_gen_next((g), &RILL__CAT(rill__v, __LINE__)) == 1 &&              \
-         ((var) = RILL__CAT(rill__v, __LINE__), 1);)
+         ((var) = RILL__FROM_VOID(var, RILL__CAT(rill__v, __LINE__)), 1);)
 
 /* ---- adapters ----------------------------------------------------------
  * Each returns a new generator that owns its source(s): it closes them when

@@ -4,7 +4,8 @@
 #   2. `make install PREFIX=tmp`, then the README's first example, built with
 #      `pkg-config --cflags --libs rill`, compiles warning-free and runs;
 #   3. a program using the thread pool and calls between threads passes
-#      valgrind's strictest leak check (no thread or block left at exit).
+#      valgrind's strictest leak check (no thread or block left at exit);
+#   4. rill.h compiles as C++ (extern "C", rill_foreach) warning-free.
 #   scripts/test-package.sh RESULTS_DIR
 set -u
 res=$1
@@ -70,8 +71,30 @@ END
         --error-exitcode=1 "$tmp/pool"
 }
 
+header_works_from_cpp() {
+    cat >"$tmp/app.cc" <<'END'
+#include <rill.h>
+#include <cstdio>
+static int three(rill_gen *g, void *) {
+    for (int i = 0; i < 3; i++)
+        if (rill_yield(g, &i) < 0) break;
+    return 0;
+}
+int main() {
+    RILL_GEN_AUTO rill_gen *g = rill_gen_new(three, nullptr);
+    const int *x;
+    int sum = 0;
+    rill_foreach(x, g) sum += *x;
+    return sum == 3 ? 0 : 1;
+}
+END
+    c++ -std=c++17 -Wall -Wextra -Werror -Iinclude "$tmp/app.cc" build/librill.a -lev -pthread \
+        -o "$tmp/appcc" && "$tmp/appcc"
+}
+
 check exports_only_rill exports_only_rill
 check readme_example_runs_installed readme_example_runs_installed
 check pool_exits_clean_under_valgrind pool_exits_clean_under_valgrind
+check header_works_from_cpp header_works_from_cpp
 echo "$pass $fail" >"$res/package.counts"
 [ $fail -eq 0 ]
