@@ -12,7 +12,11 @@
  * carved from slabs (one mapping for many stacks) and say so once.
  *
  * Released stacks of the default size are kept in a per-thread pool, so that
- * spawning is a pop from a list.
+ * spawning is a pop from a list.  When a thread's runtime ends, its pool
+ * goes to a process-wide stash that later runtimes, on any thread, refill
+ * from: mapping and unmapping a stack costs tens of microseconds, and a
+ * program that runs many runtimes (one after another, or one per thread)
+ * would otherwise pay it for every fiber of every run.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -68,6 +72,20 @@ typedef struct slab {
     struct slab *next;
     size_t len;
 } slab;
+
+/* Default-size guarded stacks kept for the whole process (see the top).
+ * Taken REFILL at a time, so the mutex is rare. */
+#define STASH_MAX 4096u
+#define REFILL 64u
+static struct {
+    pthread_mutex_t mu;
+    rill__stack *free;
+    size_t n;
+} stash = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void stash_fork_prepare(void) { pthread_mutex_lock(&stash.mu); }
+static void stash_fork_parent(void) { pthread_mutex_unlock(&stash.mu); }
+static void stash_fork_child(void) { pthread_mutex_init(&stash.mu, NULL); }
 
 /* One pool per thread: a runtime belongs to one thread. */
 static _Thread_local struct {
@@ -131,6 +149,7 @@ static void cfg_read(void) {
     cfg.guard_budget = read_guard_budget();
     const char *g = getenv("RILL_GUARD_PAGES");
     cfg.guards = !(g && strcmp(g, "0") == 0);
+    pthread_atfork(stash_fork_prepare, stash_fork_parent, stash_fork_child);
 }
 
 static void cfg_load(void) { pthread_once(&cfg_once, cfg_read); }
@@ -222,9 +241,44 @@ static rill__stack *from_slab(size_t size) {
     return carve(map + cfg.page, size, NULL, 0);
 }
 
+static void unmap_stack(rill__stack *st) {
+    VALGRIND_STACK_DEREGISTER(st->vg_id);
+    munmap(st->map, st->map_len);
+    atomic_fetch_sub(&guarded_live, 1);
+}
+
+/* Move up to REFILL stacks from the stash to this thread's pool. */
+static void refill(void) {
+    pthread_mutex_lock(&stash.mu);
+    for (unsigned k = 0; k < REFILL && stash.free; k++) {
+        rill__stack *st = stash.free;
+        stash.free = st->next_free;
+        stash.n--;
+        st->next_free = pool.free;
+        pool.free = st;
+        pool.nfree++;
+    }
+    pthread_mutex_unlock(&stash.mu);
+}
+
+/* Keep st for the process, or unmap it when the stash is full. */
+static void stash_put(rill__stack *st) {
+    pthread_mutex_lock(&stash.mu);
+    bool kept = stash.n < STASH_MAX;
+    if (kept) {
+        st->next_free = stash.free;
+        stash.free = st;
+        stash.n++;
+    }
+    pthread_mutex_unlock(&stash.mu);
+    if (!kept) unmap_stack(st);
+}
+
 static rill__stack *stack_get(size_t size) {
     rill__stack *st = NULL;
-    if (size == rill__default_stack_size() && pool.free) {
+    bool dflt = size == rill__default_stack_size();
+    if (dflt && !pool.free) refill();
+    if (dflt && pool.free) {
         st = pool.free;
         pool.free = st->next_free;
         pool.nfree--;
@@ -254,24 +308,22 @@ static void stack_put(rill__stack *st) {
         c->free = st;
         return;
     }
-    if (st->size == rill__default_stack_size() && pool.nfree < POOL_MAX) {
+    if (st->size != rill__default_stack_size()) {
+        unmap_stack(st);
+    } else if (pool.nfree < POOL_MAX) {
         st->next_free = pool.free;
         pool.free = st;
         pool.nfree++;
-        return;
+    } else {
+        stash_put(st);
     }
-    VALGRIND_STACK_DEREGISTER(st->vg_id);
-    munmap(st->map, st->map_len);
-    atomic_fetch_sub(&guarded_live, 1);
 }
 
 void rill__stacks_free(void) {
     while (pool.free) {
         rill__stack *st = pool.free;
         pool.free = st->next_free;
-        VALGRIND_STACK_DEREGISTER(st->vg_id);
-        munmap(st->map, st->map_len);
-        atomic_fetch_sub(&guarded_live, 1);
+        stash_put(st);
     }
     pool.nfree = 0;
     /* Slab stacks are all free by now; drop their registrations, then the

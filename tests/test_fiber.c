@@ -1,6 +1,7 @@
 /* Fiber stacks: overflow is reported by name, never silent (DESIGN §3 "Stacks").
  * Tests whose names contain "overflow" overflow a stack on purpose; the
  * valgrind run leaves them out (valgrind reports the overflow itself). */
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -113,6 +114,54 @@ Test(fiber, stacks_are_recycled_across_runs_and_sizes, .timeout = TEST_TIMEOUT) 
         expect_eq(rill_run(spawns_many, &n), 0);
         expect_eq(n, 5 * 200 * rounds());
     }
+}
+
+/* The stacks a runtime leaves behind serve the next one, on any thread:
+ * its burst of fibers maps no new stack. */
+static int count_mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0, c;
+    while (f && (c = fgetc(f)) != EOF) n += c == '\n';
+    if (f) fclose(f);
+    return n;
+}
+
+typedef struct burst {
+    int n, mappings;
+} burst;
+
+static int sleeps_briefly(void *arg) {
+    (void)arg;
+    return rill_sleep(0.001);
+}
+
+static int spawns_a_burst(void *arg) {
+    burst *b = arg;
+    rill_group g;
+    rill_group_init(&g);
+    for (int i = 0; i < b->n; i++) rill_group_spawn(&g, sleeps_briefly, NULL);
+    b->mappings = count_mappings(); /* every stack is taken at spawn */
+    return rill_group_wait(&g);
+}
+
+static void *runs_a_burst(void *arg) {
+    return (void *)(intptr_t)rill_run(spawns_a_burst, arg);
+}
+
+Test(fiber, stacks_outlive_their_runtime_and_serve_the_next_on_any_thread,
+     .timeout = TEST_TIMEOUT) {
+    burst first = {.n = 1000}, second = {.n = 1000};
+    expect_eq(rill_run(spawns_a_burst, &first), 0);
+    int before = count_mappings();
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, runs_a_burst, &second), 0);
+    void *rc;
+    pthread_join(t, &rc);
+    expect_eq((intptr_t)rc, 0);
+    /* A new stack per fiber would be 2000 mappings (stack and guard page);
+     * the thread itself and its loop add a few. */
+    cr_assert(second.mappings - before < 64, "the second burst added %d mappings",
+              second.mappings - before);
 }
 
 static int raises_segv(void *arg) {
