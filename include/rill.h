@@ -505,11 +505,15 @@ RILL_API void rill_queue_free(rill_queue *q);
  * One process-wide pool of worker threads runs offloaded calls.  It starts
  * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024;
  * default: the number of online CPUs; another value is reported once on
- * stderr and the default used), and keeps them for the life of the process.
- * Jobs start in FIFO order.  A finished job wakes its caller's loop with an
- * ev_async watcher; the caller's runtime counts pending jobs as possible
- * wake-ups, so waiting on one is never reported as a deadlock.  Worker
- * threads block every signal.
+ * stderr and the default used), and keeps them for the life of the process
+ * (at exit the idle ones are joined).  Jobs start in FIFO order.  A
+ * finished job wakes its caller's loop with an ev_async watcher; the
+ * caller's runtime counts pending jobs as possible wake-ups, so waiting on
+ * one is never reported as a deadlock.  Worker threads block asynchronous
+ * signals (not faults such as SIGSEGV).  After fork() the child starts new
+ * workers on demand and keeps the jobs its own thread's run had queued;
+ * jobs that were already running in the parent never finish in the child,
+ * so fork with none in flight.
  *
  * Each OS thread may run its own runtime (rill_run in each thread, e.g. one
  * per core).  Runtimes share nothing: a fiber, task, generator, scope or
@@ -553,9 +557,15 @@ typedef struct rill_runtime rill_runtime;
  * reference with rill_runtime_release.  Never blocks. */
 RILL_API rill_runtime *rill_runtime_current(void);
 
-/* Drop a reference taken with rill_runtime_current, from any thread.  The
- * handle's memory lives until the last reference and the run are gone.
- * NULL: no effect. */
+/* Another reference to the same run, taken from any thread that holds one
+ * (to hand to a third thread, which releases it in its turn).  Returns rt;
+ * NULL with errno EINVAL if rt is NULL or has no reference left to share.
+ * Never blocks. */
+RILL_API rill_runtime *rill_runtime_retain(rill_runtime *rt);
+
+/* Drop a reference taken with rill_runtime_current or rill_runtime_retain,
+ * from any thread.  The handle's memory lives until the last reference and
+ * the run are gone.  NULL: no effect. */
 RILL_API void rill_runtime_release(rill_runtime *rt);
 
 /* Have fn(arg) run in a new detached task of rt's run: callable from any

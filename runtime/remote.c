@@ -210,6 +210,24 @@ rill_runtime *rill_runtime_current(void) {
     return h;
 }
 
+rill_runtime *rill_runtime_retain(rill_runtime *h) {
+    if (!h) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* The caller's own reference keeps the count above 0 (and the run's
+     * loop counting it) while we add ours. */
+    unsigned n = atomic_load(&h->holders);
+    do {
+        if (n == 0) {
+            errno = EINVAL;
+            return NULL;
+        }
+    } while (!atomic_compare_exchange_weak(&h->holders, &n, n + 1));
+    rill__remote_ref(h);
+    return h;
+}
+
 void rill_runtime_release(rill_runtime *h) {
     if (!h) return;
     unsigned n = atomic_load(&h->holders);

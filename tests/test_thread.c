@@ -591,6 +591,58 @@ Test(thread, a_flood_of_calls_while_the_run_ends_all_run_in_bounded_memory,
     cr_assert(grew < limit, "resident memory grew by %ld KiB", grew);
 }
 
+/* A handle passed along: the first holder retains a reference for a
+ * second thread and drops its own; the run waits for the second's calls. */
+typedef struct relay {
+    rill_runtime *rt;
+    int n, ran;
+    rill_event done;
+    pthread_t second;
+} relay;
+
+static int relay_call(void *arg) {
+    relay *r = arg;
+    if (++r->ran == r->n) rill_event_set(&r->done);
+    return 0;
+}
+
+static void *second_sender(void *arg) {
+    relay *r = arg;
+    pause_ms(20); /* the first holder is long gone by now */
+    for (int i = 0; i < r->n; i++) rill_call_threadsafe(r->rt, relay_call, r);
+    rill_runtime_release(r->rt);
+    return NULL;
+}
+
+static void *first_holder(void *arg) {
+    relay *r = arg;
+    rill_runtime *mine = r->rt;
+    r->rt = rill_runtime_retain(mine); /* the second thread's reference */
+    bool started = pthread_create(&r->second, NULL, second_sender, r) == 0;
+    rill_runtime_release(mine);
+    return started ? NULL : (void *)1;
+}
+
+static int joins_second(void *arg) { return -pthread_join(((relay *)arg)->second, NULL); }
+
+FIBER_TEST(thread, a_retained_handle_passes_from_thread_to_thread) {
+    errno = 0;
+    cr_assert_null(rill_runtime_retain(NULL));
+    expect_eq(errno, EINVAL);
+    relay r = {.rt = rill_runtime_current(), .n = 50};
+    rill_event_init(&r.done);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, first_holder, &r), 0);
+    void *failed;
+    pthread_join(t, &failed);
+    cr_assert_null(failed);
+    /* Only the second thread's reference is left: still no deadlock. */
+    expect_eq(rill_event_wait(&r.done), 0);
+    expect_eq(r.ran, 50);
+    expect_eq(rill_to_thread(joins_second, &r), 0);
+    return 0;
+}
+
 static rill_runtime *leaked_handle;
 
 static int keeps_a_handle_and_ends(void *arg) {
