@@ -301,7 +301,8 @@ void rill__remote_unref(struct rill_runtime *h);
 /* Hand m to h's run and wake its loop.  false if the run has ended. */
 bool rill__remote_post(struct rill_runtime *h, rill__msg *m);
 /* Make libev's count of active watchers agree with what may still wake the
- * run from outside: pending pool jobs, and handles held by other threads. */
+ * run from outside: pending and abandoned pool jobs, and handles held by
+ * other threads. */
 void rill__remote_keepalive(rill__rt *rt);
 /* The run has no fiber left: refuse further calls.  Returns true if calls
  * accepted meanwhile were just started (the run must go on). */

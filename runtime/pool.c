@@ -4,11 +4,12 @@
  * finished job is posted back to its caller's run (remote.c), whose loop
  * wakes the caller.
  *
- * A job's state moves QUEUED -> RUNNING -> DONE under pool.mu, or QUEUED ->
- * DROPPED when its caller is cancelled first (it never runs).  A detached
- * job whose caller gave up is `abandoned`: it is still posted back when it
- * ends, and the run's thread releases its argument and frees it (the run
- * waits for that before it ends, as asyncio.run waits for its executor).
+ * A job is queued until a worker takes it (`started`, under pool.mu); a
+ * caller cancelled before that takes it off the queue (`dropped`): it never
+ * runs.  A detached job whose caller gave up is `abandoned`: it is still
+ * posted back when it ends, and the run's thread releases its argument and
+ * frees it (the run waits for that before it ends, as asyncio.run waits for
+ * its executor).
  *
  * Workers live until the process exits; an atexit handler then stops and
  * joins the idle ones, so that no thread is left behind for leak checkers.
@@ -22,8 +23,6 @@
 
 #define MAX_THREADS 1024u
 
-typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_DROPPED } job_state;
-
 typedef struct job {
     rill__msg msg;            /* posted to home when fn has returned */
     rill__list node;          /* on pool.queue while QUEUED */
@@ -32,7 +31,7 @@ typedef struct job {
     void (*release)(void *arg);
     rill_runtime *home;       /* the caller's run (a reference, if detached) */
     int result;
-    job_state state;          /* under pool.mu */
+    bool started;             /* under pool.mu: a worker took it */
     bool detached;
     bool abandoned;           /* under pool.mu: the caller no longer waits */
     /* The caller's side, touched on its run's thread only. */
@@ -159,13 +158,12 @@ static void *work(void *arg) {
         }
         pool.nqueued--;
         job *j = rill__container_of(n, job, node);
-        j->state = JOB_RUNNING;
+        j->started = true;
         self->busy = true;
         pthread_mutex_unlock(&pool.mu);
         int result = j->fn(j->arg);
+        j->result = result; /* read by the caller after the post below */
         pthread_mutex_lock(&pool.mu);
-        j->result = result;
-        j->state = JOB_DONE;
         self->busy = false;
         pthread_mutex_unlock(&pool.mu);
         /* Not posted only if the run has ended, which only a detached job's
@@ -243,10 +241,9 @@ static void job_unhook(rill__waiter *w) {
     if (j->delivered) return;
     pthread_mutex_lock(&pool.mu);
     bool gone = false;
-    if (j->state == JOB_QUEUED) {
+    if (!j->started) {
         rill__list_remove(&j->node);
         pool.nqueued--;
-        j->state = JOB_DROPPED;
         j->dropped = gone = true;
     } else if (j->detached && !j->abandoned) {
         j->abandoned = true;
