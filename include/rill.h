@@ -104,7 +104,6 @@ struct rill_scope {
     struct rill__fiber *fiber;   /* the fiber that entered it */
     rill__timer timer;           /* armed while the deadline is finite */
     double deadline;
-    uint32_t magic;              /* open / exited, to catch misuse */
     uint8_t cancel_called;       /* rill_scope_cancel() was called */
     uint8_t deadline_fired;      /* the deadline passed while open */
     uint8_t shield;
@@ -162,9 +161,11 @@ typedef struct rill_queue rill_queue;
  * ======================================================================== */
 
 /* Describe an error code of either sign (-ECANCELED and ECANCELED give the
- * same text): rill's own meaning for the codes it gives a meaning (-ECANCELED,
- * -ETIMEDOUT, -EPIPE, -EPERM, -EDEADLK), libc's description otherwise.
- * Returns a static string; never NULL.  Does not block; thread-safe. */
+ * same text): libc's description, with rill's meaning added for the codes
+ * that libc also uses ("Broken pipe (or: generator or queue closed)" for
+ * EPIPE; likewise ETIMEDOUT and EPERM), and rill's own text for -ECANCELED
+ * and -EDEADLK.  Returns a static string; never NULL.  Does not block;
+ * thread-safe. */
 RILL_API const char *rill_strerror(int err);
 
 /* ===========================================================================
@@ -311,9 +312,19 @@ RILL_API rill_task *rill_current(void);
 
 /* Enter s with a deadline `timeout` seconds from now (RILL_FOREVER: none;
  * <= 0: already expired).  Does not block.  No effect outside a fiber
- * (errno EPERM), or with s NULL, a NaN timeout, or s already open in this
- * fiber (errno EINVAL).  A task that returns with scopes still open gets
- * them closed, and a one-time warning on stderr. */
+ * (errno EPERM), with s NULL, a NaN timeout, or s already open in this
+ * fiber or in another one (errno EINVAL), or with no memory to record it
+ * (errno ENOMEM).
+ *
+ * Exit every scope you enter before the function that entered it returns:
+ * `return` from inside `async with asyncio.timeout(t):` is written with
+ * RILL_SCOPE_AUTO (below), which exits the scope on any path out of its C
+ * block.  A scope left open by a function that returned is found at the
+ * fiber's next blocking call or scope call (its address lies below the
+ * caller's stack), and the process aborts with one line naming the fiber
+ * and the code that entered the scope.  A task or generator body that
+ * returns with scopes still open gets them all closed, and a one-time
+ * warning on stderr. */
 RILL_API void rill_scope_enter(rill_scope *s, double timeout);
 
 /* Enter s with an absolute deadline in rill_now() time (asyncio.timeout_at). */
@@ -342,6 +353,19 @@ RILL_API void rill_scope_cancel(rill_scope *s);
  * only what happened to s: an outer cancellation stays pending.  Does not
  * block. */
 RILL_API int rill_scope_exit(rill_scope *s);
+
+/* The cleanup behind RILL_SCOPE_AUTO. */
+RILL_API void rill__scope_autoexit(rill_scope *s);
+
+/* `RILL_SCOPE_AUTO rill_scope s;` exits s when the variable goes out of C
+ * scope, by any path (return, break, goto), as `async with` does: so
+ * `rill_scope_enter(&s, t); return fetch();` is safe.  It does nothing for
+ * a scope that was never entered or was exited already: call
+ * rill_scope_exit() yourself where you need its result (-ETIMEDOUT).
+ * Scopes entered after s in the same block and still open stay open (and
+ * are reported as left open once the function returns).  Uses the
+ * `cleanup` attribute of GCC and Clang, as RILL_GEN_AUTO does. */
+#define RILL_SCOPE_AUTO __attribute__((cleanup(rill__scope_autoexit)))
 
 /* Would the caller's next blocking call return -ECANCELED?  (A deadline
  * that has passed counts, even before the reactor fires it.)  false outside
@@ -709,10 +733,11 @@ RILL_API void rill__gen_autofree(rill_gen **g);
 #else
 #define RILL__FROM_VOID(var, p) (p)
 #endif
-#define rill_foreach(var, g)                                                     \
-    for (void *RILL__CAT(rill__v, __LINE__);                                    \
-         rill_gen_next((g), &RILL__CAT(rill__v, __LINE__)) == 1 &&              \
-         ((var) = RILL__FROM_VOID(var, RILL__CAT(rill__v, __LINE__)), 1);)
+/* __COUNTER__ (GCC, Clang) names the hidden variable: one per expansion, so
+ * loops nested on one line do not shadow each other. */
+#define rill_foreach(var, g) RILL__FOREACH(var, g, RILL__CAT(rill__v, __COUNTER__))
+#define RILL__FOREACH(var, g, tmp)                                               \
+    for (void *tmp; rill_gen_next((g), &tmp) == 1 && ((var) = RILL__FROM_VOID(var, tmp), 1);)
 
 /* ---- adapters ----------------------------------------------------------
  * Each returns a new generator that owns its source(s): it closes them when

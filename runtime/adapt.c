@@ -310,7 +310,7 @@ static int pull(void *arg) {
 static int ahead_body(rill_gen *g, void *arg) {
     ahead *a = arg;
     rill_group grp;
-    rill_group_init(&grp);
+    rill__group_init(&grp);
     int rc = 0;
     for (size_t i = 0; i < a->n && rc == 0; i++)
         rc = rill_group_spawn_opts(&grp, pull, &a->pullers[i],

@@ -1,5 +1,5 @@
-/* rill_strerror: libc's text for errno values, with rill's meaning for the
- * codes the API gives a fixed sense (DESIGN §2). */
+/* rill_strerror: libc's text for errno values, with the meaning rill gives
+ * some of them added (a socket's EPIPE is still a broken pipe). */
 #include <limits.h>
 #include <string.h>
 
@@ -11,10 +11,10 @@ const char *rill_strerror(int err) {
     switch (err) {
     case 0: return "success";
     case ECANCELED: return "cancelled (the caller's scope or task was cancelled)";
-    case ETIMEDOUT: return "timed out (the scope's deadline fired)";
-    case EPIPE: return "closed (generator closed by its consumer, or queue closed)";
-    case EPERM: return "not in a fiber (a blocking call made outside rill_run)";
     case EDEADLK: return "deadlock (nothing could ever end this wait)";
+    case EPIPE: return "Broken pipe (or: generator or queue closed)";
+    case ETIMEDOUT: return "Connection timed out (or: the scope's deadline fired)";
+    case EPERM: return "Operation not permitted (or: a blocking call outside a fiber)";
     default: break;
     }
 #ifdef __GLIBC__

@@ -103,6 +103,7 @@ static _Thread_local struct {
 static struct {
     size_t page;          /* the page size */
     size_t stack;         /* default stack size: RILL_STACK_SIZE or built-in */
+    size_t max_maps;      /* vm.max_map_count */
     size_t guard_budget;  /* guarded stacks alive at once, at most */
     bool guards;          /* RILL_GUARD_PAGES=0 turns guard pages off */
 } cfg;
@@ -127,11 +128,11 @@ static size_t env_size(const char *name, size_t dflt) {
 /* Leave room, below vm.max_map_count, for the program's other mappings and
  * for the slabs we fall back to: each guarded stack costs two mappings. */
 static size_t read_guard_budget(void) {
-    size_t max = 65530;
+    size_t max = cfg.max_maps = 65530;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
     if (f) {
         unsigned long v;
-        if (fscanf(f, "%lu", &v) == 1 && v > 0) max = v;
+        if (fscanf(f, "%lu", &v) == 1 && v > 0) max = cfg.max_maps = v;
         fclose(f);
     }
     return max > 16384 ? (max - 8192) / 2 : max / 4;
@@ -168,7 +169,20 @@ static void guards_ran_out(void) {
     if (!atomic_exchange(&guards_warned, true))
         fprintf(stderr, "rill: near the memory-mapping limit (vm.max_map_count = %zu); "
                         "new fiber stacks are unguarded, checked by canary\n",
-                cfg.guard_budget * 2 + 8192);
+                cfg.max_maps);
+}
+
+/* A guarded stack could not be mapped below our budget: is the process
+ * near the mapping limit after all (its other mappings), or out of memory
+ * or address space (RLIMIT_AS), which no fallback cures?  Read only on that
+ * failure. */
+static bool near_map_limit(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f) return false;
+    size_t lines = 0;
+    for (int c; (c = getc(f)) != EOF;) lines += c == '\n';
+    fclose(f);
+    return lines + 64 >= cfg.max_maps;
 }
 
 /* The descriptor lives at the top of the stack's own memory. */
@@ -283,9 +297,9 @@ static rill__stack *stack_get(size_t size) {
         pool.free = st->next_free;
         pool.nfree--;
     } else if (cfg.guards) {
-        if (atomic_load(&guarded_live) < cfg.guard_budget) st = map_guarded(size);
-        if (st) atomic_fetch_add(&guarded_live, 1);
-        else guards_ran_out();
+        if (atomic_load(&guarded_live) >= cfg.guard_budget) guards_ran_out();
+        else if ((st = map_guarded(size))) atomic_fetch_add(&guarded_live, 1);
+        else if (near_map_limit()) guards_ran_out();
     }
     if (!st) st = from_slab(size);
     if (!st) {
@@ -319,13 +333,17 @@ static void stack_put(rill__stack *st) {
     }
 }
 
-void rill__stacks_free(void) {
+void rill__stacks_trim(void) {
     while (pool.free) {
         rill__stack *st = pool.free;
         pool.free = st->next_free;
         stash_put(st);
     }
     pool.nfree = 0;
+}
+
+void rill__stacks_free(void) {
+    rill__stacks_trim();
     /* Slab stacks are all free by now; drop their registrations, then the
      * slabs themselves. */
     while (pool.classes) {
@@ -382,13 +400,15 @@ static const char *fault_sp(const void *uctx) {
 }
 
 /* Has the running fiber overflowed?  Its stack pointer is below its stack
- * (a frame of any size), or the fault is in its guard page or, for slab
- * stacks that have none, just below the stack. */
+ * (a frame of any size, on any stack), or the fault is in its own guard
+ * page.  A fault anywhere else, even just past the guard page (a dangling
+ * pointer into a neighbouring stack that was unmapped), is an ordinary
+ * crash. */
 static bool is_overflow(const rill__fiber *f, const siginfo_t *si, const void *uctx) {
     const rill__stack *st = f->stack;
     const char *sp = fault_sp(uctx), *a = si->si_addr;
     if (sp && sp < st->lo && sp + MAX_STACK > st->lo) return true;
-    return a < st->lo + 64 && a + 256 * 1024 >= st->lo;
+    return st->guarded && a >= st->map && a < st->lo;
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uctx) {

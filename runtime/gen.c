@@ -10,9 +10,11 @@
  * consumer stays blocked until the body yields or returns.
  *
  * A suspended generator's fiber is BLOCKED on no list (its waiter is
- * uncancellable): only its consumer can resume it.  Generators are not on
- * rt->all and do not count as live fibers, so a forgotten generator does not
- * keep rill_run alive; rt->gens lists them for shutdown.
+ * uncancellable): only its consumer can resume it, so the deadlines of the
+ * scopes its body holds are disarmed until then (rill__scopes_suspend).
+ * Generators are not on rt->all and do not count as live fibers, so a
+ * forgotten generator does not keep rill_run alive; rt->gens lists them for
+ * shutdown.
  */
 #include <string.h>
 
@@ -88,6 +90,9 @@ static void to_consumer(rill_gen *g) {
 static int resume(rill_gen *g, int resume_with) {
     rill__rt *rt = rill__self;
     rill__fiber *me = rt->current;
+    /* Left over from a run that ended (rt_trim), or made bare: a body needs
+     * the overflow handler's stack.  Without one, only reporting suffers. */
+    if (!rt->altstack) (void)rill__signals_begin(rt);
     g->resume_with = resume_with;
     g->state = RILL__GEN_RUNNING;
     g->fiber.delegator = me;
@@ -96,6 +101,8 @@ static int resume(rill_gen *g, int resume_with) {
         g->started = true;
         g->run_id = rt->run_id;
         rill__scope_open(&g->root, &g->fiber, INFINITY);
+    } else {
+        rill__scopes_resume(&g->fiber, &g->root);
     }
     g->root.parent = me->scope;
     g->consumer_wait = (rill__waiter){
@@ -108,7 +115,7 @@ static int resume(rill_gen *g, int resume_with) {
     rill__switch(me, &g->fiber);
     if (g->state == RILL__GEN_FINISHED && g->fiber.stack && g->fiber.state != RILL__DONE) {
         /* The body yielded after -EPIPE: abandon it, from this stack. */
-        rill__fiber_drop_timers(&g->fiber);
+        rill__scopes_drop(&g->fiber);
         rill__fiber_release(&g->fiber);
     }
     return g->result;
@@ -117,6 +124,9 @@ static int resume(rill_gen *g, int resume_with) {
 int rill_yield(rill_gen *g, void *value) {
     rill__rt *rt = rill__self;
     if (!valid(g) || !rt || rt->current != &g->fiber) return -EINVAL;
+    /* The deadlines disarmed below live in the body's scopes: they must all
+     * be in live frames. */
+    rill__scope_chain_check(&g->fiber, RILL__CALLER_SP());
     if (g->closing) {
         /* Yielding after GeneratorExit: the consumer abandons this stack,
          * which must not hold a group with children still running. */
@@ -131,6 +141,7 @@ int rill_yield(rill_gen *g, void *value) {
     g->value = value;
     g->result = 1;
     g->state = RILL__GEN_SUSPENDED;
+    rill__scopes_suspend(&g->fiber, &g->root);
     g->fiber.state = RILL__BLOCKED;
     g->fiber.wait = &g->consumer_wait; /* any uncancellable waiter will do */
     to_consumer(g);
@@ -141,10 +152,7 @@ static void gen_entry(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);
     int rc = g->body(g, g->arg);
     rill__check_groups_waited(f);
-    if (f->scope != &g->root) { /* scopes the body left open */
-        rill__fiber_drop_timers(f);
-        f->scope = &g->root;
-    }
+    if (f->scope != &g->root) rill__scopes_close_leftover(f, &g->root);
     if (g->closing) {
         g->result = rc == -EPIPE || rc > 0 ? 0 : rc; /* GeneratorExit is a clean end */
     } else {
@@ -171,6 +179,13 @@ static bool needs_a_fiber(const rill_gen *g) {
     return g->fiber.busy_groups && rill__root(rt->current) == &rt->host;
 }
 
+/* The consumer's scopes become the body's outer scopes: they must all be
+ * in live frames of the code calling rill. */
+RILL__INLINE void check_consumer(const char *caller_sp) {
+    rill__rt *rt = rill__self;
+    if (rt && rt->current != &rt->host) rill__scope_chain_check(rt->current, caller_sp);
+}
+
 /* Checks common to next, send, throw and close.  Returns 1 to go on. */
 static int can_resume(rill_gen *g) {
     if (!valid(g)) return -EINVAL;
@@ -185,15 +200,20 @@ static int deliver(rill_gen *g, int rc, void **value) {
     return rc;
 }
 
-int rill_gen_send(rill_gen *g, void *in, void **value) {
+RILL__INLINE int gen_send(rill_gen *g, void *in, void **value, const char *caller_sp) {
     int rc = can_resume(g);
     if (rc <= 0) return rc;
     if (in && g->state == RILL__GEN_CREATED) return -EINVAL;
+    check_consumer(caller_sp);
     g->sent = in;
     return deliver(g, resume(g, 0), value);
 }
 
-int rill_gen_next(rill_gen *g, void **value) { return rill_gen_send(g, NULL, value); }
+int rill_gen_send(rill_gen *g, void *in, void **value) {
+    return gen_send(g, in, value, RILL__CALLER_SP());
+}
+
+int rill_gen_next(rill_gen *g, void **value) { return gen_send(g, NULL, value, RILL__CALLER_SP()); }
 
 /* Finish a generator whose body never ran (an adapter's sources, which its
  * body would have closed, are closed by its hook). */
@@ -213,11 +233,13 @@ int rill_gen_throw(rill_gen *g, int err, void **value) {
         finish_unstarted(g, err);
         return err;
     }
+    check_consumer(RILL__CALLER_SP());
     g->sent = NULL;
     return deliver(g, resume(g, err), value);
 }
 
-int rill_gen_close(rill_gen *g) {
+/* aclose, for a caller whose chain was checked. */
+static int gen_close(rill_gen *g) {
     if (!valid(g)) return -EINVAL;
     if (from_own_child(g)) return -EBUSY;
     if (needs_a_fiber(g)) return -EPERM;
@@ -232,11 +254,27 @@ int rill_gen_close(rill_gen *g) {
     return resume(g, -EPIPE);
 }
 
+int rill_gen_close(rill_gen *g) {
+    check_consumer(RILL__CALLER_SP());
+    return gen_close(g);
+}
+
+/* Closed by nobody who sees the result (freed, or shut down): a body that
+ * yielded after -EPIPE would go unnoticed.  Python says "async generator
+ * ignored GeneratorExit". */
+static void close_unseen(rill_gen *g) {
+    if (gen_close(g) == -EPROTO)
+        fprintf(stderr, "rill: generator '%s' ignored GeneratorExit: it yielded again after "
+                        "rill_yield returned -EPIPE, so the rest of its cleanup did not run\n",
+                g->name_buf);
+}
+
 void rill_gen_free(rill_gen *g) {
     if (!valid(g) || g->owned) { /* an adapter's source is the adapter's */
         errno = EINVAL;
         return;
     }
+    check_consumer(RILL__CALLER_SP());
     rill__gen_free(g);
 }
 
@@ -249,7 +287,7 @@ void rill__gen_free(rill_gen *g) {
         errno = EPERM;
         return;
     }
-    rill_gen_close(g);
+    close_unseen(g);
     rill__rt *rt = rill__self;
     rill__list_remove(&g->node);
     rt->ngens--;
@@ -260,7 +298,13 @@ void rill__gen_free(rill_gen *g) {
 }
 
 void rill__gen_autofree(rill_gen **g) {
-    if (g && *g) rill_gen_free(*g);
+    if (!g || !*g) return;
+    if (!valid(*g) || (*g)->owned) {
+        errno = EINVAL;
+        return;
+    }
+    check_consumer(RILL__CALLER_SP());
+    rill__gen_free(*g);
 }
 
 void *rill_gen_sent(const rill_gen *g) { return valid(g) ? g->sent : NULL; }
@@ -275,12 +319,6 @@ static bool shutdown_closes(const rill_gen *g) {
     return g->state == RILL__GEN_SUSPENDED && g->run_id == rill__self->run_id;
 }
 
-bool rill__fiber_is_suspended_gen(const rill__fiber *f) {
-    if (f->is_task || !f->stack) return false;
-    const rill_gen *g = rill__container_of(f, rill_gen, fiber);
-    return g->magic == GEN_MAGIC && g->state == RILL__GEN_SUSPENDED;
-}
-
 void rill__gens_abandon_chain(rill__fiber *consumer) {
     rill__fiber *f = consumer->delegate;
     consumer->delegate = NULL;
@@ -288,7 +326,7 @@ void rill__gens_abandon_chain(rill__fiber *consumer) {
         rill_gen *g = rill__container_of(f, rill_gen, fiber);
         rill__fiber *next = f->delegate;
         if (f->state == RILL__BLOCKED && !next) f->wait->unhook(f->wait);
-        rill__fiber_drop_timers(f);
+        rill__scopes_drop(f);
         rill__fiber_release(f);
         f->delegate = f->delegator = NULL;
         f->state = RILL__DONE;
@@ -316,7 +354,7 @@ int rill__gens_shutdown(void *unused) {
         for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next) {
             rill_gen *g = rill__container_of(n, rill_gen, node);
             if (shutdown_closes(g)) {
-                rill_gen_close(g);
+                close_unseen(g);
                 again = true;
                 break;
             }

@@ -9,7 +9,10 @@
 
 static bool valid(const rill_group *g) { return g && g->magic == GROUP_MAGIC; }
 
-void rill_group_init(rill_group *g) {
+/* `where`: the user code that called rill_group_init, whose group's body
+ * is recorded (and judged, should that code return without waiting); NULL
+ * for rill's own groups. */
+static void group_init(rill_group *g, const void *where) {
     if (!g) {
         errno = EINVAL;
         return;
@@ -30,8 +33,19 @@ void rill_group_init(rill_group *g) {
     /* The code from here to rill_group_wait is the body of `async with
      * TaskGroup()`: it runs in a scope that a child's failure cancels. */
     g->scoped = f != NULL;
-    if (f) rill__scope_open(&g->body, f, INFINITY);
+    if (!f) return;
+    rill__scope_open(&g->body, f, INFINITY);
+    /* Out of memory: the group works, only that one check is lost. */
+    if (where) (void)rill__scope_record(&g->body, f, where, true);
 }
+
+void rill_group_init(rill_group *g) {
+    rill__rt *rt = rill__self;
+    if (rt && rt->current != &rt->host) rill__scope_chain_check(rt->current, RILL__CALLER_SP());
+    group_init(g, __builtin_return_address(0));
+}
+
+void rill__group_init(rill_group *g) { group_init(g, NULL); }
 
 static void cancel_children(rill_group *g) {
     g->cancelled = true;
@@ -42,7 +56,7 @@ static void cancel_children(rill_group *g) {
 /* Cancel the children and the body (Trio's nursery.cancel_scope.cancel()). */
 static void cancel_group(rill_group *g) {
     cancel_children(g);
-    if (g->scoped) rill_scope_cancel(&g->body);
+    if (g->scoped) rill__scope_cancel(&g->body);
 }
 
 void rill_group_cancel(rill_group *g) {
@@ -95,7 +109,7 @@ void rill__group_child_ended(rill_task *t) {
 /* Wait for every child.  Returns 0, or what interrupted the wait
  * (-ECANCELED, -EDEADLK): then the children were cancelled and waited for
  * all the same. */
-static int wait_children(rill_group *g) {
+RILL__INLINE int wait_children(rill_group *g) {
     rill__waiter w;
     int rc = rill__checkpoint();
     /* Loop: between the last child's end and our resumption, another fiber
@@ -119,7 +133,10 @@ static int wait_children(rill_group *g) {
  * the caller's own cancellation (the group's, by a failure or by
  * rill_group_cancel, ends with the body), else the first failure. */
 static int finish(rill_group *g, int rc, bool return_errors) {
-    if (g->scoped) rill__scope_unlink(&g->body);
+    if (g->scoped) {
+        rill__scope_forget(&g->body);
+        rill__scope_unlink(&g->body);
+    }
     g->scoped = false;
     g->waited = true;
     if (rc == -EDEADLK) return rc;
@@ -155,7 +172,7 @@ int rill_gather(int n, rill_fn *const fns[], void *const args[], int statuses[],
         return rc;
     }
     rill_group g;
-    rill_group_init(&g);
+    rill__group_init(&g);
     g.flags = flags;
     g.statuses = statuses;
     for (int i = 0; i < n; i++) {

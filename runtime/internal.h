@@ -127,6 +127,7 @@ typedef struct rill__fiber {
     struct rill__fiber *delegator;
     struct rill__waiter *wait; /* while BLOCKED */
     rill_scope *scope;         /* innermost open scope */
+    unsigned nentered;         /* its entries in rt->scopes */
     unsigned busy_groups;      /* groups on this stack with live children */
     void (*entry)(struct rill__fiber *); /* first code run on the stack */
     const char *name;
@@ -150,9 +151,21 @@ typedef struct rill__waiter {
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
 
+/* Inlined into every public function that looks at the caller's scopes, so
+ * that RILL__CALLER_SP() there is the stack pointer of the user's code. */
+#define RILL__INLINE static inline __attribute__((always_inline))
+
+/* The stack pointer of the code that called the public function this is
+ * written in (its canonical frame address).  Every frame of the calling
+ * fiber below it has returned, as far as that code is concerned. */
+#define RILL__CALLER_SP() ((const char *)__builtin_dwarf_cfa())
+
 /* The one cancellation check: 0, -EPERM outside a fiber, -ECANCELED while
- * the caller's scopes are cancelled. */
-int rill__checkpoint(void);
+ * the caller's scopes are cancelled.  It also aborts if the caller's chain
+ * holds a scope whose frame has returned (rill__scope_chain_check).  A
+ * macro, so that RILL__CALLER_SP() is taken in the public function. */
+#define rill__checkpoint() rill__checkpoint_below(RILL__CALLER_SP())
+int rill__checkpoint_below(const char *caller_sp);
 /* Is this fiber cancelled right now (its scope chain, up to a shield)? */
 bool rill__fiber_cancelled(const rill__fiber *f);
 /* Block the running fiber on w (already registered).  Returns w->result. */
@@ -163,12 +176,23 @@ void rill__wake(rill__waiter *w, int result);
 void rill__interrupt(rill__fiber *f, int err);
 /* Interrupt f if it is blocked and now cancelled. */
 void rill__recheck(rill__fiber *f);
-/* A FIFO wait list: block on it (checkpoint included), wake its head/all. */
-int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
-                     const char *on);
+void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+/* A FIFO wait list: block on it (checkpoint included), wake its head/all.
+ * Inlined, so that its checkpoint judges scopes against the public
+ * function's caller. */
+RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
+                                  const char *on) {
+    int rc = rill__checkpoint();
+    if (rc) return rc;
+    w->unhook = rill__waiter_unlink;
+    w->what = what;
+    w->on = on;
+    w->uncancellable = false;
+    rill__list_push(q, &w->node);
+    return rill__suspend(w);
+}
 bool rill__waitq_wake_one(rill__list *q, int result);
 void rill__waitq_wake_all(rill__list *q, int result);
-void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
 
 /* ---- timers (timer.c): a binary heap, FIFO among equal deadlines ---------- */
 
@@ -216,6 +240,19 @@ void rill__tasks_free_unjoined(void);
 
 /* ---- the runtime (sched.c) -------------------------------------------- */
 
+/* The open scopes entered with rill_scope_enter, by address (scope.c). */
+typedef struct rill__scope_slot {
+    const rill_scope *scope;   /* NULL: a free slot */
+    rill__fiber *fiber;        /* the fiber that entered it */
+    const void *where;         /* the code that entered it */
+    bool group;                /* a task group's body (rill_group_init) */
+} rill__scope_slot;
+
+typedef struct rill__scope_table {
+    rill__scope_slot *slots;   /* cap slots (a power of two), at most half used */
+    size_t cap, len;
+} rill__scope_table;
+
 typedef struct rill__rt {
     struct ev_loop *loop;
     bool own_loop;             /* created by rill_run: destroyed with rt */
@@ -244,6 +281,7 @@ typedef struct rill__rt {
     rill__timer **heap;
     size_t heap_len, heap_cap;
     uint64_t timer_seq;
+    rill__scope_table scopes;  /* scope.c */
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
     /* Embedding (rill_attach). */
@@ -322,9 +360,13 @@ void rill__fiber_release(rill__fiber *f);
 /* Switch from the running fiber `from` to `to`.  When from->state is DONE,
  * from's stack is handed to rt->dead and released by whoever runs next. */
 void rill__switch(rill__fiber *from, rill__fiber *to);
-/* Per-thread set-up of the overflow handler; undone by rill__signals_end. */
+/* Per-thread set-up of the overflow handler (its alternate signal stack),
+ * made while fibers may run; undone by rill__signals_end. */
 int rill__signals_begin(rill__rt *rt);
 void rill__signals_end(rill__rt *rt);
+/* Give this thread's pooled stacks to the process (the run is over), and
+ * free what is left once no fiber holds a stack (slabs included). */
+void rill__stacks_trim(void);
 void rill__stacks_free(void);
 
 /* ---- scopes (scope.c) ---------------------------------------------------- */
@@ -333,17 +375,47 @@ void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
 /* Close s wherever it is in its fiber's chain; the scopes inside it stay
  * open, now under s's parent. */
 void rill__scope_unlink(rill_scope *s);
-/* f's body is gone (returned with scopes open, abandoned): take out every
- * timer on its stack (without reading it) and every deadline of a scope of
- * f's that lives elsewhere (marking that scope exited). */
-void rill__fiber_drop_timers(rill__fiber *f);
-/* Could this armed timer wake a fiber?  Not a deadline of a suspended
- * generator's scope (the deadlock check ignores those). */
-bool rill__timer_can_wake(rill__timer *t);
+/* rill_scope_cancel without the check that a user entered s. */
+void rill__scope_cancel(rill_scope *s);
+/* f's body is gone (returned with scopes open, or abandoned): close every
+ * scope it entered (those on its stack without reading them), and take out
+ * every timer that lives on its stack. */
+void rill__scopes_drop(rill__fiber *f);
+/* f's body returned with scopes open above base (its root scope): close
+ * them all (rill__scopes_drop), and warn once per process. */
+void rill__scopes_close_leftover(rill__fiber *f, rill_scope *base);
+/* A generator's body suspends at a yield / is resumed: the deadlines of its
+ * scopes (from f's innermost up to stop, its root) are disarmed meanwhile,
+ * since they could wake nobody; on resume, one that passed has fired. */
+void rill__scopes_suspend(rill__fiber *f, const rill_scope *stop);
+void rill__scopes_resume(rill__fiber *f, const rill_scope *stop);
 /* Mark s's deadline as fired (and its timer disarmed). */
 void rill__scope_expire(rill_scope *s);
+void rill__scopes_free(rill__rt *rt);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
     return s->cancel_called || s->deadline_fired;
+}
+/* Record s (entered by user code at `where`) in the table of open scopes,
+ * which judges it when it lies below the caller; false if out of memory.
+ * Forget it again (no effect if it is not there). */
+bool rill__scope_record(const rill_scope *s, rill__fiber *f, const void *where, bool group);
+void rill__scope_forget(const rill_scope *s);
+/* Does s, on f's chain, lie on f's own stack below caller_sp?  Decided by
+ * address: *s is not read. */
+static inline bool rill__scope_is_below(const rill__fiber *f, const rill_scope *s,
+                                        const char *caller_sp) {
+    const char *p = (const char *)s;
+    return f->stack && p < caller_sp && p >= f->stack->lo;
+}
+/* s lies below the caller: if user code entered it, the frame that held it
+ * has returned: report it (naming f and where s was entered) and abort. */
+void rill__scope_check_below(const rill__fiber *f, const rill_scope *s);
+/* Abort if f's chain holds a scope left open by a frame that returned.
+ * Each scope is judged before it is read, so the walk never follows a
+ * pointer out of a dead frame. */
+static inline void rill__scope_chain_check(const rill__fiber *f, const char *caller_sp) {
+    for (const rill_scope *s = f->scope; s; s = s->parent)
+        if (rill__scope_is_below(f, s, caller_sp)) rill__scope_check_below(f, s);
 }
 
 /* ---- generators (gen.c) ------------------------------------------------- */
@@ -395,8 +467,6 @@ bool rill__gens_suspended(void);
 void rill__gens_abandon_chain(rill__fiber *consumer);
 /* Free a generator whatever its owner (adapters freeing their sources). */
 void rill__gen_free(rill_gen *g);
-/* Is f a generator's fiber, suspended at a yield? */
-bool rill__fiber_is_suspended_gen(const rill__fiber *f);
 /* Fiber at the end of f's delegate chain. */
 static inline rill__fiber *rill__leaf(rill__fiber *f) {
     while (f->delegate) f = f->delegate;
@@ -411,5 +481,7 @@ static inline rill__fiber *rill__root(rill__fiber *f) {
 /* ---- groups (group.c) ---------------------------------------------------- */
 
 void rill__group_child_ended(rill_task *t);
+/* rill_group_init for rill's own groups, which live in rill's frames. */
+void rill__group_init(rill_group *g);
 
 #endif

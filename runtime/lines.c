@@ -110,7 +110,11 @@ rill_gen *rill_file_lines(const char *path) {
     }
     /* O_NONBLOCK: opening a FIFO must not hang us before we can refuse it. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) return NULL;
+    if (fd < 0) {
+        /* A Unix socket (or a device with nothing behind it): a stream. */
+        if (errno == ENXIO) errno = EINVAL;
+        return NULL;
+    }
     struct stat st;
     int err = 0;
     if (fstat(fd, &st) != 0) err = errno;

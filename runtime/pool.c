@@ -254,7 +254,7 @@ static void job_unhook(rill__waiter *w) {
     if (gone) rill__self->pending_jobs--;
 }
 
-static int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
+RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
     if (!fn) return -EINVAL;
     int rc = rill__checkpoint();
     if (rc) {

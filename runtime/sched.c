@@ -2,6 +2,7 @@
  * The scheduler: run queue, the host loop on libev, deadlock detection,
  * embedding, and rill_dump.  The rules are in internal.h.
  */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -83,18 +84,8 @@ static void run_ready(rill__rt *rt) {
 
 /* ---- timers on libev ------------------------------------------------------- */
 
-/* The earliest deadline that could wake a fiber: a suspended generator's
- * scope deadline cannot (O(n) only when one of those is the earliest). */
-static double next_wakeful(rill__rt *rt) {
-    if (!rt->heap_len || rill__timer_can_wake(rt->heap[1])) return rill__timers_next();
-    double next = INFINITY;
-    for (size_t i = 2; i <= rt->heap_len; i++)
-        if (rt->heap[i]->at < next && rill__timer_can_wake(rt->heap[i])) next = rt->heap[i]->at;
-    return next;
-}
-
 static void arm_wakeup(rill__rt *rt) {
-    double next = next_wakeful(rt);
+    double next = rill__timers_next();
     if (next == rt->wakeup_at && ev_is_active(&rt->wakeup)) return;
     ev_timer_stop(rt->loop, &rt->wakeup);
     rt->wakeup_at = next;
@@ -141,7 +132,7 @@ static void abandon_all(rill__rt *rt) {
     while ((n = rill__list_pop(&rt->all))) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         rt->nfibers--;
-        rill__fiber_drop_timers(f);
+        rill__scopes_drop(f);
         f->state = RILL__DONE;
         rill__fiber_release(f);
         if (!f->is_task) continue;
@@ -219,7 +210,7 @@ static void drive(rill__rt *rt, rill_task *main) {
         rill__remote_keepalive(rt);
         int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
         rill__timers_poll();
-        if (idle && rill__list_empty(&rt->runq) && !alive && next_wakeful(rt) == INFINITY)
+        if (idle && rill__list_empty(&rt->runq) && !alive && rill__timers_next() == INFINITY)
             deadlock(rt);
     }
 }
@@ -242,12 +233,24 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
     rt->wakeup_at = INFINITY;
     ev_timer_init(&rt->wakeup, on_wakeup, 0, 0);
     rill__self = rt;
-    if (rill__signals_begin(rt) != 0) {
-        rill__self = NULL;
-        free(rt);
-        return NULL;
-    }
     return rt;
+}
+
+/* What a runtime owns beyond its struct and what its generators need: a
+ * run that ends with generators still allocated keeps only those. */
+static void rt_trim(rill__rt *rt) {
+    rill__tasks_free_unjoined();
+    while (rt->free_tasks) {
+        rill_task *t = rt->free_tasks;
+        rt->free_tasks = t->next_free;
+        free(t);
+    }
+    rt->nfree_tasks = 0;
+    /* Suspended generators keep no timer armed (rill__scopes_suspend). */
+    if (!rt->heap_len) rill__timers_free();
+    if (!rt->scopes.len) rill__scopes_free(rt);
+    rill__stacks_trim();
+    rill__signals_end(rt);
 }
 
 static void rt_free(rill__rt *rt) {
@@ -255,18 +258,34 @@ static void rt_free(rill__rt *rt) {
         ev_timer_stop(rt->loop, &rt->wakeup);
         rill__remote_end(rt);
     }
-    rill__tasks_free_unjoined();
-    while (rt->free_tasks) {
-        rill_task *t = rt->free_tasks;
-        rt->free_tasks = t->next_free;
-        free(t);
-    }
+    rt_trim(rt);
     rill__timers_free();
+    rill__scopes_free(rt);
     rill__stacks_free();
-    rill__signals_end(rt);
     if (rt->own_loop) ev_loop_destroy(rt->loop);
-    rill__self = NULL;
+    if (rill__self == rt) rill__self = NULL;
     free(rt);
+}
+
+/* A bare runtime left to a thread by generators that were never freed: a
+ * small struct (the generators themselves are their owner's leak).  Freed
+ * when the thread exits, or at process exit for the thread calling exit. */
+static pthread_key_t bare_key;
+static pthread_once_t bare_once = PTHREAD_ONCE_INIT;
+
+static void bare_thread_exit(void *rt) {
+    rill__self = rt;
+    rt_free(rt);
+}
+
+static void bare_process_exit(void) {
+    rill__rt *rt = rill__self;
+    if (rt && rt->bare && rt->current == &rt->host) rt_free(rt);
+}
+
+static void bare_keys(void) {
+    (void)pthread_key_create(&bare_key, bare_thread_exit);
+    atexit(bare_process_exit);
 }
 
 /* A runtime for this thread, driving `loop`: a new one, or the bare one
@@ -286,6 +305,15 @@ static rill__rt *rt_acquire(struct ev_loop *loop, bool own, int *err) {
         rt->loop = loop;
         rt->own_loop = own;
         rt->bare = false;
+        pthread_setspecific(bare_key, NULL); /* a run again: not left over */
+    }
+    if (rt && rill__signals_begin(rt) != 0) {
+        rt->loop = NULL; /* the caller keeps its loop */
+        rt->own_loop = false;
+        rt->bare = true;
+        if (!rt->ngens) rt_free(rt);
+        *err = -ENOMEM;
+        return NULL;
     }
     if (rt) rt->run_id = ++runs;
     return rt;
@@ -299,13 +327,15 @@ static void rt_release(rill__rt *rt) {
     }
     ev_timer_stop(rt->loop, &rt->wakeup);
     rill__remote_end(rt);
-    rill__tasks_free_unjoined();
+    rt_trim(rt);
     if (rt->own_loop) ev_loop_destroy(rt->loop);
     rt->loop = NULL;
     rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = rt->abandoned = false;
     rt->bare = true;
     rt->run_id = 0;
     rt->wakeup_at = INFINITY;
+    pthread_once(&bare_once, bare_keys);
+    pthread_setspecific(bare_key, rt);
 }
 
 rill__rt *rill__bare_runtime(void) {
@@ -314,7 +344,10 @@ rill__rt *rill__bare_runtime(void) {
 
 void rill__bare_release(void) {
     rill__rt *rt = rill__self;
-    if (rt && rt->bare && !rt->ngens && rt->current == &rt->host) rt_free(rt);
+    if (!rt || !rt->bare || rt->ngens || rt->current != &rt->host) return;
+    pthread_once(&bare_once, bare_keys);
+    pthread_setspecific(bare_key, NULL);
+    rt_free(rt);
 }
 
 int rill_run(rill_fn *main, void *arg) {

@@ -100,7 +100,7 @@ void rill_mutex_init(rill_mutex *m) {
 }
 
 /* Wait for m; with `deaf`, deaf to cancellation (a condition's relock). */
-static int lock(rill_mutex *m, bool deaf) {
+RILL__INLINE int lock(rill_mutex *m, bool deaf) {
     rill__fiber *f = me();
     if (!f || rill__root(f) == &rill__self->host) return -EPERM;
     if (m->owner == f) return -EDEADLK;

@@ -3,7 +3,6 @@
  * kept until it is joined (or dropped at once when detached or owned by a
  * group).  Task structs are recycled through a per-runtime cache.
  */
-#include <stdatomic.h>
 #include <string.h>
 
 #include "internal.h"
@@ -88,19 +87,6 @@ void rill__task_free(rill_task *t) {
     free(t);
 }
 
-/* A body that returned without exiting its scopes left their timers armed,
- * pointing into its dead frames (which later calls overwrite, so the scope
- * chain cannot be walked).  Remove every timer that lives on this stack. */
-static void close_leftover_scopes(rill_task *t) {
-    static atomic_bool warned;
-    rill__fiber *f = &t->fiber;
-    if (f->scope == &t->root) return;
-    rill__fiber_drop_timers(f);
-    f->scope = &t->root;
-    if (!atomic_exchange(&warned, true))
-        fprintf(stderr, "rill: task '%s' ended inside a scope it did not exit\n", f->name);
-}
-
 /* A task group on this stack with children still running would be written
  * to, by each child's end, after the frame holding it is gone. */
 void rill__check_groups_waited(const rill__fiber *f) {
@@ -115,7 +101,7 @@ static void task_entry(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     t->status = t->fn(t->arg);
     rill__check_groups_waited(f);
-    close_leftover_scopes(t);
+    if (f->scope != &t->root) rill__scopes_close_leftover(f, &t->root);
     t->ended = true;
     rill__self->ended_count++;
     rill__fiber_untrack(f);
@@ -179,7 +165,7 @@ int rill_join(rill_task *t) {
 int rill_cancel(rill_task *t) {
     if (!live(t)) return -EINVAL;
     if (t->ended) return 0;
-    rill_scope_cancel(&t->root);
+    rill__scope_cancel(&t->root);
     return 1;
 }
 

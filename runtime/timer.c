@@ -58,7 +58,7 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
 }
 
 /* Take the timer in `slot` out of the heap, without touching the timer
- * itself (it may lie in a dead stack frame: see rill__fiber_drop_timers). */
+ * itself (it may lie in a dead stack frame: see rill__scopes_drop). */
 static void remove_slot(rill__rt *rt, size_t slot) {
     rill__timer *last = rt->heap[rt->heap_len--];
     if (slot > rt->heap_len) return; /* it was the last one */

@@ -14,7 +14,7 @@ bool rill__fiber_cancelled(const rill__fiber *f) {
     return false;
 }
 
-int rill__checkpoint(void) {
+int rill__checkpoint_below(const char *caller_sp) {
     rill__rt *rt = rill__self;
     /* Blocking needs a fiber to suspend, and a loop: a generator driven from
      * outside any fiber (its consumer chain starts at the host) has neither. */
@@ -22,20 +22,31 @@ int rill__checkpoint(void) {
     /* As rill__fiber_cancelled, but a deadline that has passed counts even
      * if the reactor has not fired its timer yet (the fiber may have been
      * computing since): "a deadline in the past cancels at the next call".
-     * The clock is read only inside a scope with a deadline. */
+     * The clock is read only inside a scope with a deadline.  The walk goes
+     * on past a shield or a cancellation to judge every scope of the chain
+     * (rill__scope_chain_check) before anything reads it. */
+    rill__fiber *f = rt->current;
     double now = NAN;
-    for (rill_scope *s = rt->current->scope; s; s = s->parent) {
-        if (rill__scope_is_cancelled(s)) return -ECANCELED;
+    int rc = 0;
+    bool shielded = false;
+    for (rill_scope *s = f->scope; s; s = s->parent) {
+        if (rill__scope_is_below(f, s, caller_sp)) rill__scope_check_below(f, s);
+        if (rc || shielded) continue;
+        if (rill__scope_is_cancelled(s)) {
+            rc = -ECANCELED;
+            continue;
+        }
         if (s->deadline < INFINITY) {
             if (isnan(now)) now = rill_now();
             if (s->deadline <= now) {
                 rill__scope_expire(s);
-                return -ECANCELED;
+                rc = -ECANCELED;
+                continue;
             }
         }
-        if (s->shield) break;
+        shielded = s->shield;
     }
-    return 0;
+    return rc;
 }
 
 bool rill_cancelled(void) { return rill__checkpoint() == -ECANCELED; }
@@ -76,18 +87,6 @@ void rill__recheck(rill__fiber *f) {
 
 void rill__waiter_unlink(rill__waiter *w) { rill__list_remove(&w->node); }
 
-int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
-                     const char *on) {
-    int rc = rill__checkpoint();
-    if (rc) return rc;
-    w->unhook = rill__waiter_unlink;
-    w->what = what;
-    w->on = on;
-    w->uncancellable = false;
-    rill__list_push(q, &w->node);
-    return rill__suspend(w);
-}
-
 bool rill__waitq_wake_one(rill__list *q, int result) {
     rill__list *n = rill__list_pop(q);
     if (!n) return false;
@@ -102,7 +101,9 @@ void rill__waitq_wake_all(rill__list *q, int result) {
 
 /* ---- yield and sleep ------------------------------------------------------ */
 
-int rill_yield_now(void) {
+/* Yield and sleep are inlined into each public entry, so that the
+ * checkpoint judges scopes against the user's own frame. */
+RILL__INLINE int yield_now(void) {
     int rc = rill__checkpoint();
     if (rc) return rc;
     rill__rt *rt = rill__self;
@@ -110,6 +111,8 @@ int rill_yield_now(void) {
     rill__reschedule();
     return 0;
 }
+
+int rill_yield_now(void) { return yield_now(); }
 
 typedef struct sleeper {
     rill__waiter w;
@@ -126,22 +129,24 @@ static void sleep_unhook(rill__waiter *w) {
     rill__timer_disarm(&s->timer);
 }
 
-int rill_sleep_until(double deadline) {
+RILL__INLINE int sleep_until(double deadline) {
     if (isnan(deadline)) return -EINVAL;
     int rc = rill__checkpoint();
     if (rc) return rc;
-    if (deadline <= rill_now()) return rill_yield_now();
+    if (deadline <= rill_now()) return yield_now();
     sleeper s = {.w = {.unhook = sleep_unhook, .what = "sleep"}};
     /* An infinite sleep arms no timer: only a cancellation can end it. */
     if (deadline < INFINITY) rill__timer_arm(&s.timer, deadline, sleep_fired);
     return rill__suspend(&s.w);
 }
 
+int rill_sleep_until(double deadline) { return sleep_until(deadline); }
+
 int rill_sleep(double seconds) {
     if (isnan(seconds)) return -EINVAL;
-    if (seconds <= 0) return rill_yield_now();
-    if (seconds >= INFINITY) return rill_sleep_until(INFINITY);
-    return rill_sleep_until(rill_now() + seconds);
+    if (seconds <= 0) return yield_now();
+    if (seconds >= INFINITY) return sleep_until(INFINITY);
+    return sleep_until(rill_now() + seconds);
 }
 
 /* ---- file descriptors ------------------------------------------------------ */
