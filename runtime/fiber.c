@@ -431,6 +431,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx) {
 }
 
 int rill__signals_begin(rill__rt *rt) {
+    if (rt->altstack) return 0; /* made already (a bare runtime's generators) */
     size_t sz = 64u * 1024u;
     rt->altstack = malloc(sz);
     if (!rt->altstack) return -ENOMEM;

@@ -1,8 +1,10 @@
-/* Fiber stacks: overflow is reported by name, never silent (DESIGN §3 "Stacks").
+/* Fiber stacks: overflow is reported by name, never silent (rill.h, README "Stacks").
  * Tests whose names contain "overflow" overflow a stack on purpose; the
  * valgrind run leaves them out (valgrind reports the overflow itself). */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 #include "helpers.h"
@@ -210,4 +212,98 @@ Test(fiber, overflow_by_one_huge_frame_is_reported_too, .timeout = TEST_TIMEOUT)
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
               "child status %#x, stderr: %s", status, err);
     cr_expect(strstr(err, "rill: fiber 'huge-frame' overflowed its"), "stderr: %s", err);
+}
+
+/* ---- a fault that is not an overflow is not called one --------------------- */
+
+/* The start of the mapping line of /proc/self/maps holding p, or NULL. */
+static char *mapping_start(const void *p, char *prot_out) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    unsigned long lo, hi;
+    char prot[8];
+    char *found = NULL;
+    while (f && fscanf(f, "%lx-%lx %7s%*[^\n]", &lo, &hi, prot) == 3) {
+        if ((unsigned long)p >= lo && (unsigned long)p < hi) {
+            found = (char *)lo;
+            if (prot_out) strcpy(prot_out, prot);
+            break;
+        }
+    }
+    if (f) fclose(f);
+    return found;
+}
+
+/* Touch an inaccessible page close below this fiber's guard page, as a
+ * dangling pointer into a neighbouring stack that was unmapped would. */
+static int touches_beside_its_stack(void *arg) {
+    (void)arg;
+    char local;
+    char *lo = mapping_start(&local, NULL); /* the stack, above its guard page */
+    long page = sysconf(_SC_PAGESIZE);
+    for (char *p = lo - 2 * page; p > lo - 200 * 1024; p -= page) {
+        char prot[8] = "";
+        if (!mapping_start(p, prot)) {
+            /* A hole: make it ours, inaccessible. */
+            if (mmap(p, (size_t)page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                     -1, 0) != p)
+                continue;
+        } else if (prot[0] != '-' || prot[1] != '-') {
+            continue; /* readable: no fault there */
+        }
+        fprintf(stderr, "touching %p, %ld bytes below the stack\n", (void *)p, (long)(lo - p));
+        return *(volatile char *)p;
+    }
+    fprintf(stderr, "no inaccessible page near the stack\n");
+    _exit(7);
+}
+
+static int spawn_toucher(void *arg) {
+    return rill_join(rill_spawn_opts(touches_beside_its_stack, NULL, &(rill_opts){.name = arg}));
+}
+
+Test(fiber, a_fault_near_but_not_in_the_guard_page_is_no_overflow, .timeout = TEST_TIMEOUT) {
+    char err[4096];
+    char name[] = "toucher";
+    int status = run_child(spawn_toucher, name, NULL, err, sizeof err);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 7) cr_skip_test("no page to fault on: %s", err);
+    cr_assert(strstr(err, "touching "), "stderr: %s", err);
+    cr_expect(!strstr(err, "overflowed"), "a fault beside the stack was called an overflow: %s",
+              err);
+    cr_expect(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "the fault went unnoticed");
+}
+
+/* ---- out of address space is not blamed on vm.max_map_count -------------------- */
+
+static int spawns_until_out_of_memory(void *arg) {
+    (void)arg;
+    long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f || fscanf(f, "%ld", &pages) != 1) return -EIO;
+    fclose(f);
+    /* Room for a few more 1 MiB stacks, then none. */
+    struct rlimit rl = {.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (8u << 20)};
+    rl.rlim_max = rl.rlim_cur;
+    if (setrlimit(RLIMIT_AS, &rl) != 0) return -errno;
+    int n = 0;
+    for (; n < 1000; n++) {
+        rill_task *t = rill_spawn_opts(rill_test_noop, NULL, &(rill_opts){.stack_size = 1u << 20});
+        if (!t) break;
+        rill_detach(t);
+    }
+    int err = errno;
+    fprintf(stderr, "spawned %d, then errno %d\n", n, err);
+    return n < 1000 && err == ENOMEM ? 0 : -EIO;
+}
+
+Test(fiber, out_of_address_space_is_enomem_without_blaming_the_map_count,
+     .timeout = TEST_TIMEOUT) {
+    /* Sanitizers and valgrind reserve address space of their own. */
+#if defined(__SANITIZE_ADDRESS__)
+    cr_skip_test("AddressSanitizer needs its shadow address space");
+#endif
+    if (under_valgrind()) cr_skip_test("valgrind manages the address space itself");
+    char err[4096];
+    int status = run_child(spawns_until_out_of_memory, NULL, NULL, err, sizeof err);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
+    cr_expect(!strstr(err, "max_map_count"), "blamed the map count: %s", err);
 }

@@ -1,6 +1,9 @@
-/* Generators: the protocol of DESIGN §6 and rill.h's "Generators" section
+/* Generators: the protocol of rill.h's "Generators" section
  * (next, send, throw, close, free, foreach, RILL_GEN_AUTO), statement by
  * statement.  The adapters are tested in test_adapt.c. */
+#include <pthread.h>
+#include <signal.h>
+
 #include "helpers.h"
 
 /* ---- bodies shared by the tests ------------------------------------------ */
@@ -1375,5 +1378,219 @@ FIBER_TEST(gen, a_source_resuming_its_own_prefetch_gets_ebusy) {
     expect_eq(seen, -EBUSY);
     expect_eq(rill_gen_next(cycle_prefetch, NULL), 1);
     rill_gen_free(cycle_prefetch);
+    return 0;
+}
+
+/* ---- a body that ignores GeneratorExit is reported when nobody sees -EPROTO --- */
+
+static int frees_a_stubborn_generator(void *arg) {
+    stubborn s = {0};
+    rill_gen *g = rill_gen_new_opts(ignores_close, &s, &(rill_opts){.name = arg});
+    if (rill_gen_next(g, NULL) != 1) return -EIO;
+    rill_gen_free(g);
+    return s.yields_after_close == 1 ? 0 : -EIO;
+}
+
+static int auto_frees_a_stubborn_generator(void *arg) {
+    stubborn s = {0};
+    RILL_GEN_AUTO rill_gen *g = rill_gen_new_opts(ignores_close, &s, &(rill_opts){.name = arg});
+    return rill_gen_next(g, NULL) == 1 ? 0 : -EIO;
+}
+
+static int leaves_a_stubborn_generator_to_shutdown(void *arg) {
+    static stubborn s;
+    static rill_gen *g;
+    g = rill_gen_new_opts(ignores_close, &s, &(rill_opts){.name = arg});
+    return rill_gen_next(g, NULL) == 1 ? 0 : -EIO; /* rill_run closes it */
+}
+
+static int closes_a_stubborn_generator_itself(void *arg) {
+    stubborn s = {0};
+    rill_gen *g = rill_gen_new_opts(ignores_close, &s, &(rill_opts){.name = arg});
+    rill_gen_next(g, NULL);
+    int rc = rill_gen_close(g);
+    rill_gen_free(g);
+    return rc == -EPROTO ? 0 : -EIO;
+}
+
+static void expect_ignored_exit_report(rill_fn *fn, bool reported) {
+    char err[4096];
+    char name[] = "stubborn-gen";
+    int status = run_child(fn, name, NULL, err, sizeof err);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
+    const char *line = "rill: generator 'stubborn-gen' ignored GeneratorExit";
+    if (reported) cr_expect(strstr(err, line), "stderr lacks the report: '%s'", err);
+    else cr_expect(!strstr(err, line), "an explicit close was reported too: '%s'", err);
+}
+
+Test(gen, freeing_a_body_that_yields_after_epipe_says_it_ignored_generator_exit,
+     .timeout = TEST_TIMEOUT) {
+    expect_ignored_exit_report(frees_a_stubborn_generator, true);
+}
+
+Test(gen, auto_freeing_a_body_that_yields_after_epipe_says_so, .timeout = TEST_TIMEOUT) {
+    expect_ignored_exit_report(auto_frees_a_stubborn_generator, true);
+}
+
+Test(gen, the_runs_shutdown_says_so_for_a_body_that_yields_after_epipe,
+     .timeout = TEST_TIMEOUT) {
+    expect_ignored_exit_report(leaves_a_stubborn_generator_to_shutdown, true);
+}
+
+Test(gen, an_explicit_close_returns_eproto_without_a_report, .timeout = TEST_TIMEOUT) {
+    expect_ignored_exit_report(closes_a_stubborn_generator_itself, false);
+}
+
+/* ---- rill_foreach ------------------------------------------------------------------ */
+
+FIBER_TEST(gen, two_foreach_loops_on_one_line_do_not_shadow_each_other) {
+    /* This file is built with -Wshadow -Werror: the loops must compile. */
+    probe a = {.n = 3}, b = {.n = 4};
+    RILL_GEN_AUTO rill_gen *ga = rill_gen_new(counting, &a);
+    int *x, *y, pairs = 0;
+    rill_foreach(x, ga) { RILL_GEN_AUTO rill_gen *gb = rill_gen_new(counting, &b); b.runs = 0; rill_foreach(y, gb) pairs += *x >= 0 && *y >= 0; }
+    expect_eq(pairs, 3 * 4);
+    return 0;
+}
+
+/* ---- a run that ends with a generator still allocated ------------------------------ */
+
+static int yields_forever(rill_gen *g, void *arg) {
+    (void)arg;
+    for (int i = 0;; i++)
+        if (rill_yield(g, &i) < 0) return 0;
+}
+
+static rill_gen *kept;
+
+static int keeps_a_generator(void *arg) {
+    (void)arg;
+    kept = rill_gen_new(yields_forever, NULL);
+    return rill_gen_next(kept, NULL) == 1 ? 0 : -EIO;
+}
+
+Test(gen, a_run_that_ends_with_a_generator_allocated_keeps_no_signal_stack,
+     .timeout = TEST_TIMEOUT) {
+    stack_t before, after;
+    sigaltstack(NULL, &before);
+    expect_eq(rill_run(keeps_a_generator, NULL), 0);
+    sigaltstack(NULL, &after);
+    /* The thread's own (none, or AddressSanitizer's) is back. */
+    cr_expect(after.ss_flags == before.ss_flags &&
+                  ((after.ss_flags & SS_DISABLE) || after.ss_sp == before.ss_sp),
+              "rill's alternate signal stack (%p, flags %d) outlived the run", after.ss_sp,
+              after.ss_flags);
+    /* The generator still works (closed by the run's shutdown), and freeing
+     * it releases the rest. */
+    expect_eq(rill_gen_next(kept, NULL), 0);
+    rill_gen_free(kept);
+    kept = NULL;
+}
+
+/* Suspended at a yield after its run ended, then resumed outside any run:
+ * the overflow must still be reported by name. */
+static int recurses(int n) {
+    volatile char pad[512];
+    pad[0] = (char)n;
+    return n == 0 ? pad[0] : recurses(n - 1) + pad[0];
+}
+
+static int overflows_when_resumed(rill_gen *g, void *arg) {
+    (void)arg;
+    rill_yield(g, NULL); /* the run ends here */
+    return recurses(1 << 20);
+}
+
+Test(gen, a_generator_resumed_after_a_run_ended_still_reports_an_overflow, .signal = SIGABRT,
+     .timeout = TEST_TIMEOUT) {
+    /* Started outside any run, so no run's shutdown closes it. */
+    kept = rill_gen_new_opts(overflows_when_resumed, NULL,
+                             &(rill_opts){.name = "after-the-run", .stack_size = 32 * 1024});
+    cr_assert_eq(rill_gen_next(kept, NULL), 1);
+    cr_assert_eq(rill_run(rill_test_noop, NULL), 0); /* a run comes and goes */
+    rill_gen_next(kept, NULL); /* "rill: fiber 'after-the-run' overflowed ..." */
+}
+
+/* A thread whose run leaves a generator allocated frees the runtime when it
+ * exits (the valgrind run reports the struct lost otherwise); the
+ * generator, reachable here, is the program's own leak. */
+static rill_gen *left_by_thread;
+
+static int leaves_one(void *arg) {
+    (void)arg;
+    left_by_thread = rill_gen_new(yields_forever, NULL);
+    return rill_gen_next(left_by_thread, NULL) == 1 ? 0 : -EIO;
+}
+
+static void *runs_and_exits(void *arg) {
+    (void)arg;
+    return (void *)(intptr_t)rill_run(leaves_one, NULL);
+}
+
+Test(gen, a_thread_that_exits_with_a_generator_allocated_frees_its_runtime,
+     .timeout = TEST_TIMEOUT) {
+    pthread_t t;
+    void *rc;
+    cr_assert_eq(pthread_create(&t, NULL, runs_and_exits, NULL), 0);
+    pthread_join(t, &rc);
+    expect_eq((intptr_t)rc, 0);
+    cr_expect_not_null(left_by_thread);
+}
+
+/* ---- a suspended generator's deadline costs the loop nothing ------------------------ */
+
+static int holds_a_deadline(rill_gen *g, void *arg) {
+    rill_scope s;
+    rill_scope_enter(&s, *(double *)arg);
+    int rc = rill_yield(g, NULL);
+    int x = rill_scope_exit(&s);
+    return rc < 0 ? rc : x == -ETIMEDOUT ? 0 : -EIO;
+}
+
+typedef struct many_scopes {
+    size_t n;
+    rill_scope *scopes;
+} many_scopes;
+
+/* Holds n scope deadlines (each a timer) and sleeps until cancelled. */
+static int holds_many_deadlines(void *arg) {
+    many_scopes *m = arg;
+    double now = rill_now();
+    for (size_t i = 0; i < m->n; i++) rill_scope_enter_at(&m->scopes[i], now + 100 + (double)i);
+    int rc = rill_sleep(RILL_FOREVER);
+    for (size_t i = m->n; i-- > 0;) rill_scope_exit(&m->scopes[i]);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int empty_job(void *arg) { return (int)(intptr_t)arg; }
+
+static double round_trips(int n) {
+    double t0 = rill_now();
+    for (int i = 0; i < n; i++) cr_assert_eq(rill_to_thread(empty_job, NULL), 0);
+    return rill_now() - t0;
+}
+
+FIBER_TEST(gen, a_suspended_generators_deadline_does_not_slow_the_loop) {
+    /* 100 000 armed deadlines, and a suspended generator whose deadline is
+     * the earliest: the loop must not look at every one each time it polls
+     * (a pool round trip polls once or twice). */
+    bool slow = under_valgrind();
+    many_scopes m = {.n = slow ? 2000 : 100000};
+    m.scopes = calloc(m.n, sizeof *m.scopes);
+    rill_task *deadlines = rill_spawn(holds_many_deadlines, &m);
+    expect_eq(rill_sleep(0.01), 0);
+    int trips = slow ? 20 : 1000;
+    double without = round_trips(trips);
+    double deadline = 50;
+    rill_gen *g = rill_gen_new(holds_a_deadline, &deadline);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    double with = round_trips(trips);
+    without = fmin(without, round_trips(trips));
+    cr_expect(with < 4 * without + 0.05, "%d round trips took %.3f s with a suspended "
+              "generator's deadline first, %.3f s without", trips, with, without);
+    rill_gen_free(g);
+    rill_cancel(deadlines);
+    expect_eq(rill_join(deadlines), 0);
+    free(m.scopes);
     return 0;
 }

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
 #include "helpers.h"
 
 /* A file in /tmp with the given bytes; the path goes in path (64 bytes). */
@@ -151,6 +154,16 @@ Test(lines, what_is_not_a_regular_file_is_refused, .timeout = TEST_TIMEOUT) {
     cr_assert_null(rill_file_lines(fifo)); /* and it did not hang on open */
     expect_eq(errno, EINVAL);
     unlink(fifo);
+    /* A Unix socket's path: open() says ENXIO, which is not what it is. */
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "/tmp/rill-sock-%d", (int)getpid());
+    int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert_eq(bind(sfd, (struct sockaddr *)&sun, sizeof sun), 0);
+    errno = 0;
+    cr_assert_null(rill_file_lines(sun.sun_path));
+    expect_eq(errno, EINVAL);
+    close(sfd);
+    unlink(sun.sun_path);
 }
 
 Test(lines, read_outside_a_fiber_is_eperm, .timeout = TEST_TIMEOUT) {

@@ -1,4 +1,4 @@
-/* Cancel scopes: DESIGN §4, statement by statement. */
+/* Cancel scopes: rill.h "Cancel scopes", statement by statement. */
 #include "helpers.h"
 
 FIBER_TEST(scope, deadline_cancels_a_sleep_and_exit_reports_timeout) {
@@ -358,5 +358,271 @@ FIBER_TEST(scope, a_deadline_that_passed_unnoticed_still_makes_exit_report_timeo
     }
     expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
     expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+/* ---- scopes left open by a returning frame, RILL_SCOPE_AUTO ------------------ */
+
+/* The natural port of `async with asyncio.timeout(t): return await f()`,
+ * without RILL_SCOPE_AUTO: the frame that holds the scope returns with the
+ * scope still open. */
+static __attribute__((noinline)) int leaves_a_scope_open(void) {
+    rill_scope s;
+    rill_scope_enter(&s, 5.0);
+    return rill_yield_now();
+}
+
+static int returns_then_sleeps(void *arg) {
+    (void)arg;
+    leaves_a_scope_open();
+    return rill_sleep(0.001);
+}
+
+static int returns_then_enters(void *arg) {
+    (void)arg;
+    leaves_a_scope_open();
+    rill_scope again;
+    rill_scope_enter(&again, 1.0);
+    return rill_scope_exit(&again);
+}
+
+static int yields_after_a_helper_left_a_scope(rill_gen *g, void *arg) {
+    (void)arg;
+    leaves_a_scope_open();
+    return rill_yield(g, NULL);
+}
+
+static int consumes_a_generator_that_left_a_scope(void *arg) {
+    (void)arg;
+    rill_gen *g = rill_gen_new_opts(yields_after_a_helper_left_a_scope, NULL,
+                                    &(rill_opts){.name = "leaky-gen"});
+    rill_gen_next(g, NULL);
+    rill_gen_free(g);
+    return 0;
+}
+
+static int consumer_left_a_scope(void *arg) {
+    (void)arg;
+    rill_gen *g = rill_gen_new_opts(yields_after_a_helper_left_a_scope, NULL, NULL);
+    leaves_a_scope_open();
+    rill_gen_next(g, NULL); /* the body would inherit the dead scope */
+    rill_gen_free(g);
+    return 0;
+}
+
+static void expect_left_open_report(rill_fn *fn, const char *fiber) {
+    char err[4096];
+    int status = run_child(fn, NULL, NULL, err, sizeof err);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the child was not aborted (status %#x): %s", status, err);
+    char want[128];
+    snprintf(want, sizeof want, "rill: fiber '%s' left a scope without rill_scope_exit", fiber);
+    cr_expect(strstr(err, want), "stderr lacks \"%s\": %s", want, err);
+    cr_expect(strstr(err, "entered it (at "), "stderr does not say where: %s", err);
+    /* One line, not a crash report. */
+    cr_expect(!strstr(err, "overflowed") && !strstr(err, "AddressSanitizer"), "%s", err);
+}
+
+Test(scope, returning_with_a_scope_open_aborts_at_the_next_blocking_call,
+     .timeout = TEST_TIMEOUT) {
+    expect_left_open_report(returns_then_sleeps, "main");
+}
+
+Test(scope, returning_with_a_scope_open_aborts_at_the_next_scope_call,
+     .timeout = TEST_TIMEOUT) {
+    expect_left_open_report(returns_then_enters, "main");
+}
+
+Test(scope, a_generator_body_left_with_a_scope_open_aborts_at_its_yield,
+     .timeout = TEST_TIMEOUT) {
+    expect_left_open_report(consumes_a_generator_that_left_a_scope, "leaky-gen");
+}
+
+Test(scope, a_consumer_left_with_a_scope_open_aborts_when_it_resumes_a_generator,
+     .timeout = TEST_TIMEOUT) {
+    expect_left_open_report(consumer_left_a_scope, "main");
+}
+
+/* A scope in the heap outlives the frame that entered it: not judged. */
+static __attribute__((noinline)) void enters_a_heap_scope(rill_scope *s) {
+    rill_scope_enter(s, RILL_FOREVER);
+}
+
+FIBER_TEST(scope, a_heap_scope_may_be_exited_by_a_caller_of_the_function_that_entered_it) {
+    rill_scope *s = malloc(sizeof *s);
+    enters_a_heap_scope(s);
+    expect_eq(rill_sleep(0.001), 0);
+    rill_scope_cancel(s);
+    expect_eq(rill_yield_now(), -ECANCELED);
+    expect_eq(rill_scope_exit(s), -ECANCELED);
+    free(s);
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+static __attribute__((noinline)) int fetch_within(double timeout, double work) {
+    RILL_SCOPE_AUTO rill_scope s;
+    rill_scope_enter(&s, timeout);
+    return rill_sleep(work); /* `return await f()` inside `async with timeout` */
+}
+
+FIBER_TEST(scope, auto_scope_exits_when_its_function_returns) {
+    expect_eq(fetch_within(0.02, 10), -ECANCELED);
+    cr_expect(!rill_cancelled(), "the timed-out scope leaked into the caller");
+    expect_eq(fetch_within(5, 0.001), 0);
+    expect_eq(rill_sleep(0.03), 0); /* its deadline must not fire out here */
+    return 0;
+}
+
+FIBER_TEST(scope, auto_scope_exits_on_break_and_goto) {
+    for (int i = 0; i < 3; i++) {
+        RILL_SCOPE_AUTO rill_scope s;
+        rill_scope_enter(&s, 0);
+        if (rill_yield_now() == -ECANCELED) break;
+    }
+    expect_eq(rill_yield_now(), 0);
+    {
+        RILL_SCOPE_AUTO rill_scope s;
+        rill_scope_enter(&s, RILL_FOREVER);
+        rill_scope_cancel(&s);
+        if (rill_cancelled()) goto out;
+    }
+out:
+    expect_eq(rill_yield_now(), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, auto_scope_does_nothing_when_never_entered_or_already_exited) {
+    { RILL_SCOPE_AUTO rill_scope never; (void)never; } /* valgrind: no read of it */
+    rill_scope outer;
+    rill_scope_enter(&outer, RILL_FOREVER);
+    {
+        RILL_SCOPE_AUTO rill_scope s;
+        rill_scope_enter(&s, 0);
+        expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    } /* exited already: outer must stay open and innermost */
+    expect_eq(rill_scope_exit(&outer), 0);
+    {
+        /* Entered while outside a fiber: refused, so nothing to exit. */
+        RILL_SCOPE_AUTO rill_scope s;
+        rill_scope_enter(NULL, 1);
+        (void)s;
+    }
+    return 0;
+}
+
+static int auto_scope_outside_a_fiber(void) {
+    RILL_SCOPE_AUTO rill_scope s;
+    rill_scope_enter(&s, 1.0);
+    return errno;
+}
+
+Test(scope, auto_scope_outside_a_fiber_is_harmless, .timeout = TEST_TIMEOUT) {
+    expect_eq(auto_scope_outside_a_fiber(), EPERM);
+}
+
+/* RILL_SCOPE_AUTO exits its own scope only: a plain scope entered after it
+ * in the same block is left open, and reported once the block's function
+ * has returned. */
+static __attribute__((noinline)) int auto_block_leaves_an_inner_scope(void) {
+    {
+        RILL_SCOPE_AUTO rill_scope s;
+        rill_scope inner;
+        rill_scope_enter(&s, 1.0);
+        rill_scope_enter(&inner, 1.0);
+    }
+    return 0;
+}
+
+static int inner_left_in_an_auto_block(void *arg) {
+    (void)arg;
+    auto_block_leaves_an_inner_scope();
+    return rill_yield_now();
+}
+
+Test(scope, a_plain_scope_left_open_inside_an_auto_block_aborts_once_its_function_returns,
+     .timeout = TEST_TIMEOUT) {
+    expect_left_open_report(inner_left_in_an_auto_block, "main");
+}
+
+/* ---- one scope, one fiber ------------------------------------------------------- */
+
+typedef struct shared_scope {
+    rill_scope *s;
+    int err;
+    bool cancelled_after;
+    rill_event entered, tried;
+} shared_scope;
+
+static int enters_anothers_scope(void *arg) {
+    shared_scope *x = arg;
+    rill_event_wait(&x->entered);
+    errno = 0;
+    rill_scope_enter(x->s, 0); /* would cancel this fiber, if accepted */
+    x->err = errno;
+    x->cancelled_after = rill_cancelled();
+    rill_event_set(&x->tried);
+    return 0;
+}
+
+static int refuse_anothers_scope(rill_scope *s) {
+    shared_scope x = {.s = s};
+    rill_event_init(&x.entered);
+    rill_event_init(&x.tried);
+    rill_task *t = rill_spawn(enters_anothers_scope, &x);
+    rill_scope_enter(s, RILL_FOREVER);
+    rill_event_set(&x.entered);
+    expect_eq(rill_event_wait(&x.tried), 0);
+    expect_eq(x.err, EINVAL);
+    cr_expect(!x.cancelled_after, "the other fiber entered the scope");
+    expect_eq(rill_join(t), 0);
+    expect_eq(rill_sleep(0.001), 0);
+    expect_eq(rill_scope_exit(s), 0);
+    return 0;
+}
+
+FIBER_TEST(scope, entering_a_scope_that_another_fiber_has_open_is_refused) {
+    rill_scope local;
+    refuse_anothers_scope(&local);
+    rill_scope *heap = malloc(sizeof *heap);
+    refuse_anothers_scope(heap);
+    free(heap);
+    return 0;
+}
+
+/* ---- scopes a returning task leaves open are closed, every one ------------------ */
+
+typedef struct heap_leftover {
+    rill_scope s;
+    double timeout;
+} heap_leftover;
+
+static int leaves_a_heap_scope(void *arg) {
+    heap_leftover *h = arg;
+    rill_scope_enter(&h->s, h->timeout);
+    return 0;
+}
+
+static void heap_scope_is_closed_after_its_task(double timeout) {
+    heap_leftover *h = malloc(sizeof *h);
+    h->timeout = timeout;
+    expect_eq(rill_join(rill_spawn(leaves_a_heap_scope, h)), 0);
+    errno = 0;
+    rill_scope_cancel(&h->s);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_scope_reschedule(&h->s, rill_now() + 0.01);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_scope_shield(&h->s, true);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_scope_exit(&h->s), -EINVAL);
+    free(h); /* nothing of rill's points at it any more (ASan, valgrind) */
+    expect_eq(rill_sleep(0.02), 0);
+}
+
+FIBER_TEST(scope, every_heap_scope_left_open_by_a_returning_task_is_closed) {
+    heap_scope_is_closed_after_its_task(RILL_FOREVER);
+    heap_scope_is_closed_after_its_task(10.0);
     return 0;
 }
