@@ -1,4 +1,4 @@
-/* Cancel scopes: DESIGN §4, statement by statement. */
+/* Cancel scopes: rill.h, "Cancel scopes", statement by statement. */
 #include "helpers.h"
 
 FIBER_TEST(scope, deadline_cancels_a_sleep_and_exit_reports_timeout) {
