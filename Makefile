@@ -63,7 +63,7 @@ DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo \
+.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
         bench install uninstall echo clean deps deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -149,9 +149,14 @@ $(BUILD)/tests/selfcheck: tests/selfcheck.c
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -Wno-missing-prototypes -O0 $< -o $@ $(FINAL_LDFLAGS) -lcriterion
 
 # ---- demos, benchmarks ----------------------------------------------------------
+# demo-bins has a recipe of its own so that, with nothing to rebuild, make
+# says nothing (no "is up to date" per demo).
 demo: deps
-	@$(MAKE) --no-print-directory $(DEMO_BIN)
+	@$(MAKE) --no-print-directory demo-bins
 	@scripts/run-demos.sh - $(DEMO_BIN)
+
+demo-bins: $(DEMO_BIN)
+	@:
 
 bench: deps $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b; done

@@ -167,8 +167,7 @@ static int amain(void *arg) {
     expect(shielded.after == -ECANCELED,
            "the first blocking call after the shield sees the cancellation");
 
-    if (failures == 0)
-        printf("ok: the worker cleaned up and re-raised; the shielded save completed\n");
+    demo_verdict("the worker cleaned up and re-raised; the shielded save completed");
     return 0;
 }
 

@@ -124,8 +124,7 @@ static int amain(void *arg) {
     expect(n == 5 && status == 0 && full_res.cleanups == 1 && full_res.ended_by == 0,
            "an exhausted generator runs its cleanup once, at its end");
 
-    if (failures == 0)
-        printf("ok: after a break after two values, the cleanup ran exactly once\n");
+    demo_verdict("after a break after two values, the cleanup ran exactly once");
     return 0;
 }
 

@@ -354,9 +354,8 @@ static int amain(void *arg) {
     if ((rc = generator_expressions()) < 0 || (rc = buffered_output()) < 0 ||
         (rc = process_logs_async()) < 0 || (rc = run_etl()) < 0)
         return rc;
-    if (failures == 0)
-        printf("ok: map, filter, batch, log processing and the ETL pipeline gave the "
-               "expected values\n");
+    demo_verdict("map, filter, batch, log processing and the ETL pipeline gave the "
+                 "expected values");
     return 0;
 }
 

@@ -159,11 +159,10 @@ static void run_simple_coroutine(void) {
 }
 
 int main(int argc, char **argv) {
-    int rc = demo_main(argc, argv, amain);
+    int rc = demo_run(argc, argv, amain);
     /* rill_run has returned: no event loop, no fibers, only plain C. */
     run_simple_coroutine();
-    if (rc == 0 && failures == 0)
-        printf("ok: asend and athrow reached the generator; send(42) reached a "
-               "coroutine outside rill_run\n");
-    return rc == 0 && failures == 0 ? 0 : 1;
+    demo_verdict("asend and athrow reached the generator; send(42) reached a "
+                 "coroutine outside rill_run");
+    return demo_end(rc);
 }

@@ -165,10 +165,10 @@ static int amain(void *arg) {
     rill_scope_enter(&s, DB_DELAY * scale / 2);
     t0 = rill_now();
     rc = rill_to_thread(sync_db_execute, &q);
-    double waited = rill_now() - t0;
+    double waited = demo_elapsed(t0);
     int timed_out = rill_scope_exit(&s);
     printf("to_thread under a timeout: %s after %.2f s (%d rows), scope: %s\n",
-           rill_strerror(rc), waited / scale, q.rows, rill_strerror(timed_out));
+           rill_strerror(rc), waited, q.rows, rill_strerror(timed_out));
     /* A job still queued when the timeout hits never runs (-ECANCELED);
      * one that has started is waited for and its result kept. */
     expect(q.started ? rc == 0 && q.rows == 42 : rc == -ECANCELED,
@@ -181,11 +181,11 @@ static int amain(void *arg) {
     rill_scope_enter(&s, DB_DELAY * scale / 2);
     t0 = rill_now();
     rc = rill_to_thread_detached(sync_db_execute, owned, free_query);
-    waited = rill_now() - t0;
+    waited = demo_elapsed(t0);
     timed_out = rill_scope_exit(&s);
     printf("to_thread_detached under a timeout: %s after %.2f s, scope: %s\n", rill_strerror(rc),
-           waited / scale, rill_strerror(timed_out));
-    expect(rc == -ECANCELED && waited < DB_DELAY * scale,
+           waited, rill_strerror(timed_out));
+    expect(rc == -ECANCELED && waited < DB_DELAY,
            "a detached job is abandoned at the timeout (it frees its query when it ends)");
     if (rc != -ECANCELED) free(owned);
     /* The abandoned job still runs: rill_run waits for it (and its
@@ -194,6 +194,8 @@ static int amain(void *arg) {
     rill_cancel(tick);
     rill_join(tick);
     printf("the ticker ticked %d times in all\n", ticks);
+    demo_verdict("blocking reads, computing and a driver ran on the pool while the loop ticked "
+                 "%d times", ticks);
     return 0;
 }
 

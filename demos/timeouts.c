@@ -87,7 +87,7 @@ static int amain(void *arg) {
     printf("  timeout 1 s:\n");
     double t0 = rill_now();
     rc = fetch_with_timeout(SLOW_URL, 30.0, 1.0, body, sizeof body);
-    double took = (rill_now() - t0) / scale;
+    double took = demo_elapsed(t0);
     printf("  -> %s after %.2f s (asyncio raises TimeoutError)\n\n", errname(rc), took);
     expect(rc == -ETIMEDOUT && took >= 1.0, "the slow fetch times out after 1 s");
 
@@ -104,7 +104,7 @@ static int amain(void *arg) {
     int processed = 0;
     t0 = rill_now();
     rc = process_batch(5, t0 + 2.5 * scale, &processed);
-    took = (rill_now() - t0) / scale;
+    took = demo_elapsed(t0);
     printf("  -> %s after %.2f s: processed %d of 5 items before the deadline\n\n",
            errname(rc), took, processed);
     /* (A busy machine may wake us late: then fewer items fit, never more.) */
@@ -123,7 +123,7 @@ static int amain(void *arg) {
     rc = rill_sleep(60.0 * scale); /* await long_operation() */
     printf("  long_operation (60 s): %s\n", errname(rc));
     rc = rill_scope_exit(&s);
-    took = (rill_now() - t0) / scale;
+    took = demo_elapsed(t0);
     printf("  -> %s after %.2f s\n\n", errname(rc), took);
     expect(rc == -ETIMEDOUT && took >= 1.0, "the rescheduled deadline fires after 1 s");
 
@@ -142,14 +142,13 @@ static int amain(void *arg) {
     int op = rill_sleep(3.0 * scale); /* await long_operation() */
     printf("  long_operation (3 s): %s\n", errname(op));
     rc = rill_scope_exit(&s);
-    took = (rill_now() - t0) / scale;
+    took = demo_elapsed(t0);
     printf("  -> %s after %.2f s, past the 2 s deadline that was removed\n\n",
            errname(rc), took);
     expect(step == 0 && op == 0 && rc == 0 && took >= 3.1,
            "with the deadline removed the long operation completes");
 
-    if (failures == 0)
-        printf("ok: timeout, timeout_at, reschedule and reschedule(None) work\n");
+    demo_verdict("timeout, timeout_at, reschedule and reschedule(None) work");
     return 0;
 }
 

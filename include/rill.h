@@ -336,6 +336,15 @@ RILL_API void rill_scope_enter_at(rill_scope *s, double deadline);
 RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
 
 /* Shield s (on) from the cancellation of outer scopes, or stop shielding it.
+ * This is Trio's CancelScope(shield=True): the fiber runs the code inside s
+ * to its end (so whoever waits for that fiber waits for it too), and the
+ * outer cancellation is seen at the first blocking call after s is exited.
+ * Use it for cleanup that blocks after -ECANCELED, with a deadline on s.
+ * asyncio.shield(aw) differs: there the awaiting caller is cancelled at once
+ * while the work goes on.  For that, run the work as a task of its own and
+ * wait with rill_join(), which a cancellation interrupts while the task
+ * keeps running; then rill_detach() the task (or join it later).  Its arg
+ * must outlive the caller (README, "Cleanup and shields", shows both).
  * No effect (errno EINVAL) if s is not open. */
 RILL_API void rill_scope_shield(rill_scope *s, bool on);
 

@@ -1,13 +1,15 @@
 #!/bin/bash
-# Run the demo programs; each checks its own claims and exits non-zero if one
-# does not hold.
+# Run the demo programs; each checks its own claims, ends with one verdict
+# line ("ok: ..." or "FAILED: ...") and exits non-zero if a claim does not
+# hold.
 #   scripts/run-demos.sh RESULTS_DIR|- BINARY...
-# With "-" (make demo): every demo runs with --scale 0.25 and its output is
-# shown under a header line.  With a directory (make test): every demo runs
-# with --scale 0.02, its output goes to RESULTS_DIR/demos/NAME.out, one line
-# per demo says ok or FAILED (then the output follows), and
-# RESULTS_DIR/demos.counts receives "passed failed".
-# Exits non-zero if any demo failed.
+# With "-" (make demo): every demo runs with --scale 0.25, its output is
+# shown under a header line, and a summary of the verdicts follows.  With a
+# directory (make test): every demo runs with --scale 0.02, its output goes
+# to RESULTS_DIR/demos/NAME.out, one line per demo says ok or FAILED (then
+# the output follows), and RESULTS_DIR/demos.counts receives "passed failed".
+# A demo passes if it exits 0 with an "ok:" verdict.  Exits non-zero if any
+# demo failed.
 set -u
 if [ $# -lt 1 ]; then
     echo "usage: $0 RESULTS_DIR|- BINARY..." >&2
@@ -17,18 +19,41 @@ res=$1
 shift
 pass=0 fail=0
 
+# The verdict of the output in $1 and exit status $2: the demo's last "ok:"
+# or "FAILED:" line, or why there is none.  Returns 0 if the demo passed.
+verdict() {
+    local line
+    line=$(grep -E '^(ok|FAILED):' "$1" | tail -n 1)
+    if [ "$2" -ne 0 ]; then
+        echo "FAILED (exit $2)${line:+: ${line#*: }}"
+        return 1
+    fi
+    case $line in
+    ok:*) echo "$line" ;;
+    *) echo "FAILED (exit 0 but no \"ok:\" verdict)${line:+: ${line#*: }}"; return 1 ;;
+    esac
+}
+
 if [ "$res" = - ]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    summary=()
     for bin in "$@"; do
         name=$(basename "$bin")
         echo "==== $name --scale 0.25"
-        if "$bin" --scale 0.25; then
+        "$bin" --scale 0.25 2>&1 | tee "$tmp/out"
+        rc=${PIPESTATUS[0]}
+        if v=$(verdict "$tmp/out" "$rc"); then
             pass=$((pass + 1))
         else
-            echo "==== $name FAILED (exit $?)"
             fail=$((fail + 1))
+            echo "$v"
         fi
+        summary+=("$(printf '  %-24s %s' "$name" "$v")")
         echo
     done
+    echo "==== every demo's verdict (--scale 0.25: delays at a quarter of their length)"
+    printf '%s\n' "${summary[@]}"
     echo "demos: $pass passed, $fail failed"
     [ $fail -eq 0 ]
     exit
@@ -41,12 +66,12 @@ for bin in "$@"; do
     printf '%-10s %-28s ' "[demos]" "$name"
     "$bin" --scale 0.02 >"$dir/$name.out" 2>&1
     rc=$?
-    if [ $rc -eq 0 ]; then
+    if v=$(verdict "$dir/$name.out" $rc); then
         pass=$((pass + 1))
         echo "ok"
     else
         fail=$((fail + 1))
-        echo "FAILED (exit $rc)"
+        echo "$v"
         cat "$dir/$name.out"
     fi
 done

@@ -626,3 +626,120 @@ FIBER_TEST(scope, every_heap_scope_left_open_by_a_returning_task_is_closed) {
     heap_scope_is_closed_after_its_task(10.0);
     return 0;
 }
+
+/* ---- The README's recipes, as printed there --------------------------------- */
+
+/* "except CancelledError: cleanup; raise": cleanup that blocks goes in a
+ * shielded scope, since the task's cancellation is level-triggered. */
+typedef struct {
+    int flush_rc;
+    double flush_took;
+} conn;
+
+static int flush_and_close(conn *c) { /* a cleanup that blocks */
+    double t0 = rill_now();
+    c->flush_rc = rill_sleep(0.05);
+    c->flush_took = rill_now() - t0;
+    return c->flush_rc;
+}
+
+static int worker(void *arg) {
+    conn *c = arg;
+    int rc = rill_sleep(60);                 /* any blocking call */
+    if (rc == -ECANCELED) {                  /* except CancelledError: */
+        rill_scope s;
+        rill_scope_enter(&s, 5.0);           /* a deadline of its own */
+        rill_scope_shield(&s, true);         /* hide the task's cancellation */
+        flush_and_close(c);                  /* may block: sleep, fds, joins */
+        rill_scope_exit(&s);
+        return -ECANCELED;                   /* raise */
+    }
+    return rc;
+}
+
+FIBER_TEST(scope, readme_cleanup_after_cancel_blocks_in_a_shielded_scope) {
+    conn c = {.flush_rc = 1};
+    rill_task *t = rill_spawn(worker, &c);
+    cr_assert(t);
+    expect_eq(rill_sleep(0.01), 0);
+    expect_eq(rill_cancel(t), 1);
+    expect_eq(rill_join(t), -ECANCELED);
+    expect_eq(c.flush_rc, 0); /* the cleanup's own blocking call completed */
+    cr_expect(c.flush_took >= 0.045, "the cleanup slept %.3f s, not 0.05", c.flush_took);
+    return 0;
+}
+
+/* asyncio.shield(aw): the work runs in a task of its own; its caller waits
+ * with a join that can be cancelled, and on -ECANCELED leaves at once while
+ * the work goes on.  The job is shared, so the last of the two frees it. */
+typedef struct {
+    int rows;
+    bool fail;
+    rill_event saved;
+} database;
+
+typedef struct { int refs, status; database *db; } save_job;
+
+static int save_to_database(save_job *j) { /* three rows, 0.1 s each */
+    int rc = 0;
+    for (int row = 0; row < 3 && rc == 0; row++)
+        if ((rc = rill_sleep(0.1)) == 0) j->db->rows++;
+    rill_event_set(&j->db->saved);
+    return rc < 0 ? rc : j->db->fail ? -EIO : 0;
+}
+
+static void save_job_drop(save_job *j) {
+    if (--j->refs == 0) free(j);
+}
+
+static int save_task(void *arg) {            /* the shielded work, a task */
+    save_job *j = arg;
+    j->status = save_to_database(j);
+    save_job_drop(j);
+    return 0;                                /* the status travels in j */
+}
+
+static int save_shielded(database *db) {           /* await asyncio.shield(save(db)) */
+    save_job *j = malloc(sizeof *j);
+    if (!j) return -ENOMEM;
+    *j = (save_job){.refs = 2, .db = db};    /* 2: the task's and ours */
+    rill_task *t = rill_spawn(save_task, j);
+    if (!t) {
+        free(j);
+        return -ENOMEM;
+    }
+    int rc = rill_join(t);                   /* -ECANCELED at once if we are */
+    if (rc == 0)
+        rc = j->status;
+    else
+        rill_detach(t);                      /* cancelled: the save goes on */
+    save_job_drop(j);
+    return rc;
+}
+
+static int critical_operation(void *arg) { return save_shielded(arg); }
+
+FIBER_TEST(scope, readme_asyncio_shield_cancels_the_caller_at_once_while_the_work_goes_on) {
+    database d = {0};
+    rill_event_init(&d.saved);
+    rill_task *t = rill_spawn(critical_operation, &d);
+    cr_assert(t);
+    expect_eq(rill_sleep(0.15), 0); /* in the middle of the second row */
+    expect_eq(rill_cancel(t), 1);
+    expect_eq(rill_join(t), -ECANCELED);
+    cr_expect(d.rows < 3 && !rill_event_is_set(&d.saved),
+              "the caller waited for the save (%d rows written)", d.rows);
+    expect_eq(rill_event_wait(&d.saved), 0);
+    expect_eq(d.rows, 3); /* the save was not cut short */
+    return 0;
+}
+
+FIBER_TEST(scope, readme_asyncio_shield_returns_the_works_status_when_not_cancelled) {
+    database d = {.fail = true};
+    rill_event_init(&d.saved);
+    rill_task *t = rill_spawn(critical_operation, &d);
+    cr_assert(t);
+    expect_eq(rill_join(t), -EIO);
+    expect_eq(d.rows, 3);
+    return 0;
+}
