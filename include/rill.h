@@ -447,7 +447,9 @@ RILL_API void rill_sem_init(rill_sem *s, unsigned n);
 RILL_API int rill_sem_acquire(rill_sem *s);
 /* Take a permit if one is free; never blocks. */
 RILL_API bool rill_sem_try_acquire(rill_sem *s);
-/* Give a permit back: straight to the longest waiter if there is one. */
+/* Give a permit back: straight to the longest waiter if there is one.
+ * With UINT_MAX permits free already: no effect, errno EOVERFLOW (the
+ * count is refused rather than wrapped to 0 or silently capped). */
 RILL_API void rill_sem_release(rill_sem *s);
 
 /* A mutex between fibers (asyncio.Lock), handed to waiters in FIFO order. */
