@@ -505,9 +505,11 @@ RILL_API void rill_queue_free(rill_queue *q);
  * (asyncio.to_thread / loop.run_in_executor, loop.call_soon_threadsafe)
  *
  * One process-wide pool of worker threads runs offloaded calls.  It starts
- * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024;
- * default: the number of online CPUs; another value is reported once on
- * stderr and the default used), and keeps them for the life of the process
+ * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024,
+ * read once, at the first offloaded call; default: Python's, min(32,
+ * online CPUs + 4), as jobs are mostly blocking calls rather than
+ * computations; another value is reported once on stderr and the default
+ * used), and keeps them for the life of the process
  * (at exit the idle ones are joined).  Jobs start in FIFO order.  A
  * finished job wakes its caller's loop with an ev_async watcher; the
  * caller's runtime counts pending jobs as possible wake-ups, so waiting on
