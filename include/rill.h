@@ -475,20 +475,30 @@ RILL_API int rill_cond_wait(rill_cond *c, rill_mutex *m);
 RILL_API void rill_cond_signal(rill_cond *c);
 RILL_API void rill_cond_broadcast(rill_cond *c);
 
-/* A bounded FIFO queue of copied items (asyncio.Queue(maxsize)).  NULL with
- * errno EINVAL if capacity or item_size is 0, ENOMEM.  Works outside a
- * runtime too, with the try_ calls. */
+/* rill_queue_new's capacity for a queue with no bound (asyncio.Queue()). */
+#define RILL_UNBOUNDED SIZE_MAX
+
+/* A FIFO queue of copied items: bounded (asyncio.Queue(maxsize)), its
+ * capacity allocated at once; or RILL_UNBOUNDED (asyncio.Queue()), whose
+ * memory follows its length: chunks of about 4 KiB (at least 8 items) are
+ * linked as puts fill them and freed as gets empty them (one spare is
+ * kept), so an item is copied in and out once and never moved, and a
+ * drained queue holds at most two chunks whatever its peak.  NULL with
+ * errno EINVAL if capacity or item_size is 0 (or too big), ENOMEM.  Works
+ * outside a runtime too, with the try_ calls. */
 RILL_API rill_queue *rill_queue_new(size_t capacity, size_t item_size);
-/* Copy item in, waiting while the queue is full; a waiting getter gets it
- * directly.  0, -EPIPE if the queue is closed (also while waiting),
- * -ECANCELED (nothing stored), -EINVAL, -EPERM outside a fiber. */
+/* Copy item in, waiting while the queue is full (an unbounded one never
+ * is); a waiting getter gets it directly.  0, -EPIPE if the queue is
+ * closed (also while waiting), -ECANCELED (nothing stored), -ENOMEM
+ * (unbounded: no memory for a new chunk; nothing stored), -EINVAL, -EPERM
+ * outside a fiber. */
 RILL_API int rill_queue_put(rill_queue *q, const void *item);
 /* Copy the oldest item out, waiting while the queue is empty.  0; after
  * rill_queue_close, the items left, then -EPIPE; -ECANCELED (nothing
  * taken), -EINVAL, -EPERM outside a fiber. */
 RILL_API int rill_queue_get(rill_queue *q, void *item);
 /* Never block: -EAGAIN when full / empty; -EPIPE when closed (get: closed
- * and drained). */
+ * and drained); put: -ENOMEM as rill_queue_put. */
 RILL_API int rill_queue_try_put(rill_queue *q, const void *item);
 RILL_API int rill_queue_try_get(rill_queue *q, void *item);
 /* No more puts: waiting putters get -EPIPE, getters drain what is left and
