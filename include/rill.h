@@ -54,6 +54,7 @@ struct ev_loop;
 typedef struct rill_task rill_task;
 typedef struct rill_scope rill_scope;
 typedef struct rill_group rill_group;
+typedef struct rill_gen rill_gen;
 
 /* A task body (and every callback run in a fiber): 0 on success, a negative
  * errno on failure.  Results travel through arg, the C way. */
@@ -250,7 +251,8 @@ RILL_API rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o);
  * check.  If the caller is cancelled first: -ECANCELED, and t keeps running
  * (join it again, or cancel it); rill_cancelled() tells this apart from a
  * task that itself ended with -ECANCELED.  -EINVAL if t is NULL, detached,
- * a group's child, rill_run's main, or being joined by another fiber;
+ * a group's child, rill_run's main, being joined by another fiber, or
+ * observed by a rill_as_completed generator that has not yielded it yet;
  * -EDEADLK if t is the caller; -EPERM outside a fiber (after the argument
  * checks).  A handle joined already is refused with -EINVAL while its
  * struct sits in the runtime's cache; after that it is a dangling pointer,
@@ -265,7 +267,8 @@ RILL_API int rill_join(rill_task *t);
 RILL_API int rill_cancel(rill_task *t);
 
 /* Nobody will join t: it is freed when it ends (at once if it has ended).
- * No effect (errno EINVAL) on NULL, a group's child, or a task being joined. */
+ * No effect (errno EINVAL) on NULL, a group's child, a task being joined,
+ * or one a rill_as_completed generator has not yielded yet. */
 RILL_API void rill_detach(rill_task *t);
 
 /* Let every other ready fiber run, then continue (asyncio.sleep(0)).
@@ -414,6 +417,33 @@ RILL_API int rill_group_errors(const rill_group *g, rill_failure *out, int max);
  * -EPERM outside a fiber, -ENOMEM.  args may be NULL (every arg NULL). */
 RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
                          int statuses[], int flags);
+
+/* A generator that yields each of tasks[0..n) as it ends (asyncio's
+ * as_completed, or wait(return_when=FIRST_COMPLETED) in a loop): the value
+ * is the rill_task *, which the consumer then joins (rill_join returns its
+ * status at once) or ignores.  Tasks already ended come first, in array
+ * order; then the others in the order they end.  Exhausted after n values
+ * (at once if n is 0).  Waiting for the next end costs O(1) per task end.
+ *
+ * The array is read at this call only.  Until a task is yielded it is
+ * observed: rill_join on it returns -EINVAL and rill_detach refuses it
+ * (errno EINVAL); rill_cancel works.  Once yielded, or once the generator
+ * is closed, thrown into or freed before yielding it, the task is the
+ * caller's again: closing early (break + rill_gen_free, or rill_gen_close)
+ * leaves the tasks not yet yielded running, for the caller to join or
+ * cancel.
+ *
+ * rill_gen_next blocks while no task has ended; the wait is a cancellation
+ * point under the consumer's cancellation, so a scope with a deadline
+ * around rill_gen_next is as_completed(timeout=...).  A cancelled next
+ * returns -ECANCELED and yields nothing, and the generator stays usable: no
+ * task is lost, the next call yields it (as for a -EDEADLK).
+ *
+ * NULL with errno EINVAL if tasks is NULL with n > 0, or if a task is NULL,
+ * already joined, detached, a group's child, rill_run's main, being joined,
+ * given twice, or observed by another as_completed; ENOMEM.  Nothing is
+ * observed then.  Free the generator with rill_gen_free. */
+RILL_API rill_gen *rill_as_completed(rill_task *const *tasks, size_t n);
 
 /* ===========================================================================
  * Synchronisation (asyncio.Event, Semaphore, Lock, Condition, Queue)
@@ -632,8 +662,6 @@ RILL_API int rill_call_threadsafe(rill_runtime *rt, rill_fn *fn, void *arg);
  * returns -EBUSY at once.
  * ======================================================================== */
 
-typedef struct rill_gen rill_gen;
-
 /* A generator body: yields with rill_yield(g, value); returns 0 when
  * exhausted, or a negative errno. */
 typedef int rill_gen_fn(rill_gen *g, void *arg);
@@ -660,8 +688,9 @@ RILL_API void *rill_gen_sent(const rill_gen *g);
  * with *value set (value may be NULL to ignore it), 0 when the generator is
  * exhausted (then and on every later call), or a negative error: the
  * body's own error (once; then it is finished), -ECANCELED and the like
- * from the body's blocking calls if it returns them, -EBUSY if the body is
- * running, -EINVAL if g is NULL.  Blocks while the body blocks. */
+ * from the body's blocking calls if it returns them (rill_as_completed's
+ * body returns them without finishing), -EBUSY if the body is running,
+ * -EINVAL if g is NULL.  Blocks while the body blocks. */
 RILL_API int rill_gen_next(rill_gen *g, void **value);
 
 /* asend: as rill_gen_next, and the body's rill_yield returns 0 with

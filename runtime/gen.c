@@ -114,7 +114,8 @@ static int resume(rill_gen *g, int resume_with) {
     return g->result;
 }
 
-int rill_yield(rill_gen *g, void *value) {
+/* Suspend the body; the consumer's call returns result (1: value). */
+static int suspend(rill_gen *g, void *value, int result) {
     rill__rt *rt = rill__self;
     if (!valid(g) || !rt || rt->current != &g->fiber) return -EINVAL;
     if (g->closing) {
@@ -129,13 +130,17 @@ int rill_yield(rill_gen *g, void *value) {
         RILL_ASSERT(0, "an abandoned generator was resumed");
     }
     g->value = value;
-    g->result = 1;
+    g->result = result;
     g->state = RILL__GEN_SUSPENDED;
     g->fiber.state = RILL__BLOCKED;
     g->fiber.wait = &g->consumer_wait; /* any uncancellable waiter will do */
     to_consumer(g);
     return g->resume_with;
 }
+
+int rill_yield(rill_gen *g, void *value) { return suspend(g, value, 1); }
+
+int rill__yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
 
 static void gen_entry(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);
