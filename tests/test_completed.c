@@ -330,3 +330,34 @@ Test(completed, generators_freed_after_the_run_touch_no_freed_task,
     rill_gen_free(kept[0]);
     rill_gen_free(kept[1]);
 }
+
+/* ---- a deadlock while waiting ------------------------------------------------ */
+
+static int waits_forever(void *arg) {
+    rill_event *e = arg;
+    return rill_event_wait(e); /* nobody sets it: -EDEADLK */
+}
+
+static int deadlock_verdict = 1;
+
+static int waits_on_tasks_that_wait_forever(void *arg) {
+    (void)arg;
+    rill_event e;
+    rill_event_init(&e);
+    rill_task *t = rill_spawn(waits_forever, &e);
+    rill_gen *g = rill_as_completed(&t, 1);
+    void *v;
+    int rc = rill_gen_next(g, &v);
+    int rc2 = rill_gen_next(g, &v); /* t ended with -EDEADLK meanwhile, or now */
+    int st = rc2 == 1 && v == t ? rill_join(t) : -EIO;
+    rill_gen_free(g);
+    deadlock_verdict = rc == -EDEADLK && st == -EDEADLK ? 0 : -EIO;
+    return 0;
+}
+
+Test(completed, a_deadlocked_wait_returns_edeadlk_and_loses_no_task, .timeout = TEST_TIMEOUT,
+     .init = cr_redirect_stderr) {
+    /* rill_run reports the deadlock whatever main returns. */
+    expect_eq(rill_run(waits_on_tasks_that_wait_forever, NULL), -EDEADLK);
+    expect_eq(deadlock_verdict, 0);
+}
