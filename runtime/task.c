@@ -76,7 +76,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
 
 void rill__task_free(rill_task *t) {
     rill__rt *rt = rill__self;
-    if (t->observer) rill__observer_forget(t); /* freed by rill_run's end */
+    if (t->observer) rill__observer_forget(t); /* rill_run's end, or abandoned */
     /* Cached structs keep this mark, so that a handle used again after its
      * join or detach is refused until the struct serves a new task. */
     t->magic = RILL__TASK_FREED;
