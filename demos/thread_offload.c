@@ -16,7 +16,7 @@
  *
  * A fiber must never block its thread: everything else on the loop would
  * stop with it.  rill_to_thread runs a plain C function on a pool thread
- * (RILL_THREADS of them, one per CPU by default) and suspends only the
+ * (RILL_THREADS of them, min(32, CPUs + 4) by default) and suspends only the
  * calling fiber until it returns.  Arguments and results travel through a
  * struct on the caller's stack, which is why a cancelled caller still waits
  * for a job that has started.  rill_to_thread_detached is the variant that

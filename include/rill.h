@@ -54,6 +54,7 @@ struct ev_loop;
 typedef struct rill_task rill_task;
 typedef struct rill_scope rill_scope;
 typedef struct rill_group rill_group;
+typedef struct rill_gen rill_gen;
 
 /* A task body (and every callback run in a fiber): 0 on success, a negative
  * errno on failure.  Results travel through arg, the C way. */
@@ -251,7 +252,8 @@ RILL_API rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o);
  * check.  If the caller is cancelled first: -ECANCELED, and t keeps running
  * (join it again, or cancel it); rill_cancelled() tells this apart from a
  * task that itself ended with -ECANCELED.  -EINVAL if t is NULL, detached,
- * a group's child, rill_run's main, or being joined by another fiber;
+ * a group's child, rill_run's main, being joined by another fiber, or
+ * observed by a rill_as_completed generator that has not yielded it yet;
  * -EDEADLK if t is the caller; -EPERM outside a fiber (after the argument
  * checks).  A handle joined already is refused with -EINVAL while its
  * struct sits in the runtime's cache; after that it is a dangling pointer,
@@ -266,7 +268,8 @@ RILL_API int rill_join(rill_task *t);
 RILL_API int rill_cancel(rill_task *t);
 
 /* Nobody will join t: it is freed when it ends (at once if it has ended).
- * No effect (errno EINVAL) on NULL, a group's child, or a task being joined. */
+ * No effect (errno EINVAL) on NULL, a group's child, a task being joined,
+ * or one a rill_as_completed generator has not yielded yet. */
 RILL_API void rill_detach(rill_task *t);
 
 /* Let every other ready fiber run, then continue (asyncio.sleep(0)).
@@ -448,6 +451,33 @@ RILL_API int rill_group_errors(const rill_group *g, rill_failure *out, int max);
 RILL_API int rill_gather(int n, rill_fn *const fns[], void *const args[],
                          int statuses[], int flags);
 
+/* A generator that yields each of tasks[0..n) as it ends (asyncio's
+ * as_completed, or wait(return_when=FIRST_COMPLETED) in a loop): the value
+ * is the rill_task *, which the consumer then joins (rill_join returns its
+ * status at once) or ignores.  Tasks already ended come first, in array
+ * order; then the others in the order they end.  Exhausted after n values
+ * (at once if n is 0).  Waiting for the next end costs O(1) per task end.
+ *
+ * The array is read at this call only.  Until a task is yielded it is
+ * observed: rill_join on it returns -EINVAL and rill_detach refuses it
+ * (errno EINVAL); rill_cancel works.  Once yielded, or once the generator
+ * is closed, thrown into or freed before yielding it, the task is the
+ * caller's again: closing early (break + rill_gen_free, or rill_gen_close)
+ * leaves the tasks not yet yielded running, for the caller to join or
+ * cancel.
+ *
+ * rill_gen_next blocks while no task has ended; the wait is a cancellation
+ * point under the consumer's cancellation, so a scope with a deadline
+ * around rill_gen_next is as_completed(timeout=...).  A cancelled next
+ * returns -ECANCELED and yields nothing, and the generator stays usable: no
+ * task is lost, the next call yields it (as for a -EDEADLK).
+ *
+ * NULL with errno EINVAL if tasks is NULL with n > 0, or if a task is NULL,
+ * already joined, detached, a group's child, rill_run's main, being joined,
+ * given twice, or observed by another as_completed; ENOMEM.  Nothing is
+ * observed then.  Free the generator with rill_gen_free. */
+RILL_API rill_gen *rill_as_completed(rill_task *const *tasks, size_t n);
+
 /* ===========================================================================
  * Synchronisation (asyncio.Event, Semaphore, Lock, Condition, Queue)
  *
@@ -480,7 +510,9 @@ RILL_API void rill_sem_init(rill_sem *s, unsigned n);
 RILL_API int rill_sem_acquire(rill_sem *s);
 /* Take a permit if one is free; never blocks. */
 RILL_API bool rill_sem_try_acquire(rill_sem *s);
-/* Give a permit back: straight to the longest waiter if there is one. */
+/* Give a permit back: straight to the longest waiter if there is one.
+ * With UINT_MAX permits free already: no effect, errno EOVERFLOW (the
+ * count is refused rather than wrapped to 0 or silently capped). */
 RILL_API void rill_sem_release(rill_sem *s);
 
 /* A mutex between fibers (asyncio.Lock), handed to waiters in FIFO order. */
@@ -506,20 +538,30 @@ RILL_API int rill_cond_wait(rill_cond *c, rill_mutex *m);
 RILL_API void rill_cond_signal(rill_cond *c);
 RILL_API void rill_cond_broadcast(rill_cond *c);
 
-/* A bounded FIFO queue of copied items (asyncio.Queue(maxsize)).  NULL with
- * errno EINVAL if capacity or item_size is 0, ENOMEM.  Works outside a
- * runtime too, with the try_ calls. */
+/* rill_queue_new's capacity for a queue with no bound (asyncio.Queue()). */
+#define RILL_UNBOUNDED SIZE_MAX
+
+/* A FIFO queue of copied items: bounded (asyncio.Queue(maxsize)), its
+ * capacity allocated at once; or RILL_UNBOUNDED (asyncio.Queue()), whose
+ * memory follows its length: chunks of about 4 KiB (at least 8 items) are
+ * linked as puts fill them and freed as gets empty them (one spare is
+ * kept), so an item is copied in and out once and never moved, and a
+ * drained queue holds at most two chunks whatever its peak.  NULL with
+ * errno EINVAL if capacity or item_size is 0 (or too big), ENOMEM.  Works
+ * outside a runtime too, with the try_ calls. */
 RILL_API rill_queue *rill_queue_new(size_t capacity, size_t item_size);
-/* Copy item in, waiting while the queue is full; a waiting getter gets it
- * directly.  0, -EPIPE if the queue is closed (also while waiting),
- * -ECANCELED (nothing stored), -EINVAL, -EPERM outside a fiber. */
+/* Copy item in, waiting while the queue is full (an unbounded one never
+ * is); a waiting getter gets it directly.  0, -EPIPE if the queue is
+ * closed (also while waiting), -ECANCELED (nothing stored), -ENOMEM
+ * (unbounded: no memory for a new chunk; nothing stored), -EINVAL, -EPERM
+ * outside a fiber. */
 RILL_API int rill_queue_put(rill_queue *q, const void *item);
 /* Copy the oldest item out, waiting while the queue is empty.  0; after
  * rill_queue_close, the items left, then -EPIPE; -ECANCELED (nothing
  * taken), -EINVAL, -EPERM outside a fiber. */
 RILL_API int rill_queue_get(rill_queue *q, void *item);
 /* Never block: -EAGAIN when full / empty; -EPIPE when closed (get: closed
- * and drained). */
+ * and drained); put: -ENOMEM as rill_queue_put. */
 RILL_API int rill_queue_try_put(rill_queue *q, const void *item);
 RILL_API int rill_queue_try_get(rill_queue *q, void *item);
 /* No more puts: waiting putters get -EPIPE, getters drain what is left and
@@ -536,9 +578,11 @@ RILL_API void rill_queue_free(rill_queue *q);
  * (asyncio.to_thread / loop.run_in_executor, loop.call_soon_threadsafe)
  *
  * One process-wide pool of worker threads runs offloaded calls.  It starts
- * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024;
- * default: the number of online CPUs; another value is reported once on
- * stderr and the default used), and keeps them for the life of the process
+ * its threads on demand, up to RILL_THREADS (an integer from 1 to 1024,
+ * read once, at the first offloaded call; default: Python's, min(32,
+ * online CPUs + 4), as jobs are mostly blocking calls rather than
+ * computations; another value is reported once on stderr and the default
+ * used), and keeps them for the life of the process
  * (at exit the idle ones are joined).  Jobs start in FIFO order.  A
  * finished job wakes its caller's loop with an ev_async watcher; the
  * caller's runtime counts pending jobs as possible wake-ups, so waiting on
@@ -651,8 +695,6 @@ RILL_API int rill_call_threadsafe(rill_runtime *rt, rill_fn *fn, void *arg);
  * returns -EBUSY at once.
  * ======================================================================== */
 
-typedef struct rill_gen rill_gen;
-
 /* A generator body: yields with rill_yield(g, value); returns 0 when
  * exhausted, or a negative errno. */
 typedef int rill_gen_fn(rill_gen *g, void *arg);
@@ -679,8 +721,9 @@ RILL_API void *rill_gen_sent(const rill_gen *g);
  * with *value set (value may be NULL to ignore it), 0 when the generator is
  * exhausted (then and on every later call), or a negative error: the
  * body's own error (once; then it is finished), -ECANCELED and the like
- * from the body's blocking calls if it returns them, -EBUSY if the body is
- * running, -EINVAL if g is NULL.  Blocks while the body blocks. */
+ * from the body's blocking calls if it returns them (rill_as_completed's
+ * body returns them without finishing), -EBUSY if the body is running,
+ * -EINVAL if g is NULL.  Blocks while the body blocks. */
 RILL_API int rill_gen_next(rill_gen *g, void **value);
 
 /* asend: as rill_gen_next, and the body's rill_yield returns 0 with

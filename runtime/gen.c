@@ -121,7 +121,8 @@ static int resume(rill_gen *g, int resume_with) {
     return g->result;
 }
 
-int rill_yield(rill_gen *g, void *value) {
+/* Suspend the body; the consumer's call returns result (1: value). */
+RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
     rill__rt *rt = rill__self;
     if (!valid(g) || !rt || rt->current != &g->fiber) return -EINVAL;
     /* The deadlines disarmed below live in the body's scopes: they must all
@@ -139,7 +140,7 @@ int rill_yield(rill_gen *g, void *value) {
         RILL_ASSERT(0, "an abandoned generator was resumed");
     }
     g->value = value;
-    g->result = 1;
+    g->result = result;
     g->state = RILL__GEN_SUSPENDED;
     rill__scopes_suspend(&g->fiber, &g->root);
     g->fiber.state = RILL__BLOCKED;
@@ -147,6 +148,10 @@ int rill_yield(rill_gen *g, void *value) {
     to_consumer(g);
     return g->resume_with;
 }
+
+int rill_yield(rill_gen *g, void *value) { return suspend(g, value, 1); }
+
+int rill__yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
 
 static void gen_entry(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);

@@ -224,6 +224,8 @@ struct rill_task {
                                   its end until joined or detached */
     bool detached, ended;
     bool joining;              /* a fiber is inside rill_join(t) */
+    struct rill__observer *observer; /* an as_completed waiting for t to end
+                                  (completed.c): join and detach are refused */
     char name_buf[32];
     struct rill_task *next_free; /* in the runtime's cache of task structs */
 };
@@ -237,6 +239,14 @@ void rill__task_free(rill_task *t);
 void rill__check_groups_waited(const rill__fiber *f);
 /* Free the ended tasks nobody joined (rill_run's end). */
 void rill__tasks_free_unjoined(void);
+
+/* ---- as_completed (completed.c) ----------------------------------------- */
+
+/* t->observer's t has ended: queue it for the consumer, wake the waiter. */
+void rill__observer_ended(rill_task *t);
+/* t is freed while observed (by rill_run's end, or a deadlock's
+ * abandonment): the observer lets go of it. */
+void rill__observer_forget(rill_task *t);
 
 /* ---- the runtime (sched.c) -------------------------------------------- */
 
@@ -465,6 +475,9 @@ bool rill__gens_suspended(void);
 /* A consumer's delegate chain is being abandoned (a deadlock that persists):
  * finish every generator on it, releasing their stacks. */
 void rill__gens_abandon_chain(rill__fiber *consumer);
+/* In a body: return err (< 0) from the consumer's call and stay suspended
+ * (a wait that was cancelled, not an end).  Returns as rill_yield. */
+int rill__yield_error(rill_gen *g, int err);
 /* Free a generator whatever its owner (adapters freeing their sources). */
 void rill__gen_free(rill_gen *g);
 /* Fiber at the end of f's delegate chain. */

@@ -120,8 +120,12 @@ static void pool_shutdown(void) {
 
 static void pool_init(void) {
     rill__list_init(&pool.queue);
+    /* Python's default executor: min(32, CPUs + 4).  Jobs are mostly
+     * blocking calls (files, drivers, getaddrinfo), not computations, so a
+     * few threads more than CPUs keep a short job from queueing behind
+     * slow ones. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned dflt = cpus < 1 ? 1u : cpus > (long)MAX_THREADS ? MAX_THREADS : (unsigned)cpus;
+    unsigned dflt = cpus < 1 ? 5u : cpus + 4 > 32 ? 32u : (unsigned)cpus + 4;
     pool.max = dflt;
     const char *s = getenv("RILL_THREADS");
     if (s && *s) {

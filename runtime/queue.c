@@ -1,35 +1,57 @@
 /*
- * A bounded FIFO queue of copied items.  Getters wait only while it is
- * empty and putters only while it is full, so at most one of the two wait
- * lists is ever non-empty.  A put with a getter waiting copies the item
- * straight into that getter's buffer; a get that frees a slot takes the
- * longest-waiting putter's item in: both are hand-offs decided by the
- * running fiber, so a woken waiter's item is never lost to a cancellation.
+ * A FIFO queue of copied items, bounded or not.  Getters wait only while it
+ * is empty and putters only while it is full (never, when unbounded), so at
+ * most one of the two wait lists is ever non-empty.  A put with a getter
+ * waiting copies the item straight into that getter's buffer; a get that
+ * frees a slot takes the longest-waiting putter's item in: both are
+ * hand-offs decided by the running fiber, so a woken waiter's item is never
+ * lost to a cancellation.
+ *
+ * Storage: a bounded queue is one ring of `cap` items, allocated up front,
+ * so a put never fails for memory.  An unbounded one is a list of chunks of
+ * `per_chunk` items (about 4 KiB each): a put that fills the last chunk
+ * links a new one, a get that empties the first unlinks it, so no item is
+ * ever moved and memory follows the length (one spare chunk is kept, so a
+ * queue oscillating around a chunk boundary does not call malloc each time).
  */
 #include <string.h>
 
 #include "internal.h"
 
 #define QUEUE_MAGIC 0x71755545u
+#define CHUNK_BYTES 4096u
+
+typedef struct chunk {
+    struct chunk *next;
+    max_align_t items[]; /* per_chunk items of `size` bytes */
+} chunk;
 
 struct rill_queue {
     uint32_t magic;
     bool closed;
-    char *buf;
-    size_t cap, size, head, len;
+    size_t cap, size, len;
+    size_t head;                 /* first item: in buf, or in first */
+    char *buf;                   /* bounded: the ring */
+    chunk *first, *last, *spare; /* unbounded: the chunks, oldest first */
+    size_t per_chunk, tail;      /* unbounded: items used in last */
     rill__list getters, putters; /* waiter.data: the getter's buffer, the
                                     putter's item */
 };
 
 static bool valid(const rill_queue *q) { return q && q->magic == QUEUE_MAGIC; }
+static bool unbounded(const rill_queue *q) { return q->cap == RILL_UNBOUNDED; }
 
 rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
-    if (!capacity || !item_size || capacity > SIZE_MAX / item_size) {
+    bool grow = capacity == RILL_UNBOUNDED;
+    size_t per_chunk = grow && item_size ? CHUNK_BYTES / item_size : 0;
+    if (per_chunk < 8) per_chunk = 8;
+    if (!capacity || !item_size || (grow ? per_chunk > (SIZE_MAX - sizeof(chunk)) / item_size
+                                         : capacity > SIZE_MAX / item_size)) {
         errno = EINVAL;
         return NULL;
     }
     rill_queue *q = calloc(1, sizeof *q);
-    if (q && !(q->buf = malloc(capacity * item_size))) {
+    if (q && !grow && !(q->buf = malloc(capacity * item_size))) {
         free(q);
         q = NULL;
     }
@@ -40,14 +62,60 @@ rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
     q->magic = QUEUE_MAGIC;
     q->cap = capacity;
     q->size = item_size;
+    q->per_chunk = grow ? per_chunk : 0;
     rill__list_init(&q->getters);
     rill__list_init(&q->putters);
     return q;
 }
 
-static void *slot(rill_queue *q, size_t i) { return q->buf + (q->head + i) % q->cap * q->size; }
+static char *ring_slot(rill_queue *q, size_t i) { return q->buf + (q->head + i) % q->cap * q->size; }
 
-/* Store item without blocking: 0, or -EAGAIN when full. */
+static char *chunk_slot(rill_queue *q, chunk *c, size_t i) { return (char *)c->items + i * q->size; }
+
+/* Append item to the storage: 0, -EAGAIN when full, -ENOMEM. */
+static int store(rill_queue *q, const void *item) {
+    if (!unbounded(q)) {
+        if (q->len == q->cap) return -EAGAIN;
+        memcpy(ring_slot(q, q->len), item, q->size);
+    } else {
+        if (!q->last || q->tail == q->per_chunk) {
+            chunk *c = q->spare;
+            if (c) q->spare = NULL;
+            else if (!(c = malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
+            c->next = NULL;
+            if (q->last) q->last->next = c;
+            else q->first = c;
+            q->last = c;
+            q->tail = 0;
+        }
+        memcpy(chunk_slot(q, q->last, q->tail++), item, q->size);
+    }
+    q->len++;
+    return 0;
+}
+
+/* Take the oldest item out of the storage (there is one). */
+static void take(rill_queue *q, void *item) {
+    q->len--;
+    if (!unbounded(q)) {
+        memcpy(item, ring_slot(q, 0), q->size);
+        q->head = (q->head + 1) % q->cap;
+        return;
+    }
+    chunk *c = q->first;
+    memcpy(item, chunk_slot(q, c, q->head++), q->size);
+    if (c == q->last) {
+        if (q->head == q->tail) q->head = q->tail = 0; /* empty: reuse it */
+        return;
+    }
+    if (q->head < q->per_chunk) return;
+    q->head = 0; /* c is used up */
+    q->first = c->next;
+    if (q->spare) free(c);
+    else q->spare = c;
+}
+
+/* Store item without blocking: 0, -EAGAIN when full, -ENOMEM. */
 static int put_now(rill_queue *q, const void *item) {
     rill__list *n = rill__list_pop(&q->getters);
     if (n) {
@@ -56,21 +124,17 @@ static int put_now(rill_queue *q, const void *item) {
         rill__wake(w, 0);
         return 0;
     }
-    if (q->len == q->cap) return -EAGAIN;
-    memcpy(slot(q, q->len++), item, q->size);
-    return 0;
+    return store(q, item);
 }
 
 /* Take the oldest item without blocking: 0, or -EAGAIN when empty. */
 static int get_now(rill_queue *q, void *item) {
     if (!q->len) return -EAGAIN;
-    memcpy(item, slot(q, 0), q->size);
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
+    take(q, item);
     rill__list *n = rill__list_pop(&q->putters);
     if (n) {
         rill__waiter *w = rill__container_of(n, rill__waiter, node);
-        memcpy(slot(q, q->len++), w->data, q->size);
+        store(q, w->data); /* bounded: a slot was just freed */
         rill__wake(w, 0);
     }
     return 0;
@@ -122,5 +186,10 @@ void rill_queue_free(rill_queue *q) {
     rill_queue_close(q);
     q->magic = 0;
     free(q->buf);
+    for (chunk *c = q->first, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(q->spare);
     free(q);
 }

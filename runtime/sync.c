@@ -5,6 +5,8 @@
  * cancelled after being woken keeps what it was given, and one cancelled
  * before has taken nothing.
  */
+#include <limits.h>
+
 #include "internal.h"
 
 #define EVENT_MAGIC 0x65764e54u
@@ -84,7 +86,12 @@ int rill_sem_acquire(rill_sem *s) {
 
 void rill_sem_release(rill_sem *s) {
     if (bad(s, s ? s->magic : 0, SEM_MAGIC)) return;
-    if (!rill__waitq_wake_one(&s->waiters, 0)) s->value++;
+    if (rill__waitq_wake_one(&s->waiters, 0)) return;
+    if (s->value == UINT_MAX) {
+        errno = EOVERFLOW; /* one permit more than the count can hold */
+        return;
+    }
+    s->value++;
 }
 
 /* ---- mutex ------------------------------------------------------------------ */

@@ -75,6 +75,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
 
 void rill__task_free(rill_task *t) {
     rill__rt *rt = rill__self;
+    if (t->observer) rill__observer_forget(t); /* rill_run's end, or abandoned */
     /* Cached structs keep this mark, so that a handle used again after its
      * join or detach is refused until the struct serves a new task. */
     t->magic = RILL__TASK_FREED;
@@ -110,6 +111,7 @@ static void task_entry(rill__fiber *f) {
     } else {
         if (!t->detached && t != rill__self->main) rill__list_push(&rill__self->unjoined, &t->link);
         rill__waitq_wake_all(&t->joiners, 0);
+        if (t->observer) rill__observer_ended(t);
     }
     f->state = RILL__DONE;
     rill__reschedule();
@@ -145,7 +147,7 @@ int rill_join(rill_task *t) {
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
     if (&t->fiber == rill__root(rt->current)) return -EDEADLK;
-    if (owned(t) || t->detached || t->joining) return -EINVAL;
+    if (owned(t) || t->detached || t->joining || t->observer) return -EINVAL;
     if (!t->ended) {
         rill__waiter w;
         /* `joining` covers the whole call: once t ends, the joiners list is
@@ -170,7 +172,7 @@ int rill_cancel(rill_task *t) {
 }
 
 void rill_detach(rill_task *t) {
-    if (!live(t) || owned(t) || t->joining) {
+    if (!live(t) || owned(t) || t->joining || t->observer) {
         errno = EINVAL;
         return;
     }

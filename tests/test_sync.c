@@ -1,5 +1,7 @@
 /* Event, semaphore, mutex, condition (DESIGN §7): FIFO hand-offs and the
  * no-effect rule for cancelled waits. */
+#include <limits.h>
+
 #include "helpers.h"
 
 typedef struct log {
@@ -125,6 +127,22 @@ static int locks_and_logs(void *arg) {
     rill_yield_now();
     rill_mutex_unlock(a->m);
     return 0;
+}
+
+Test(sync, a_release_at_uint_max_is_refused_and_the_count_never_wraps,
+     .timeout = TEST_TIMEOUT) {
+    rill_sem s;
+    rill_sem_init(&s, UINT_MAX);
+    errno = 0;
+    rill_sem_release(&s);
+    expect_eq(errno, EOVERFLOW);
+    cr_assert(rill_sem_try_acquire(&s), "the count wrapped to 0");
+    errno = 0;
+    rill_sem_release(&s); /* back to UINT_MAX: allowed */
+    expect_eq(errno, 0);
+    rill_sem_release(&s);
+    expect_eq(errno, EOVERFLOW);
+    for (int i = 0; i < 3; i++) cr_assert(rill_sem_try_acquire(&s));
 }
 
 FIBER_TEST(sync, mutex_is_handed_over_in_fifo_order) {

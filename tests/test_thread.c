@@ -392,6 +392,41 @@ static int offloads_twice(void *arg) {
     return rill_to_thread(slow, &j) == 11 ? 0 : -EIO;
 }
 
+/* Jobs that can only all return 0 if `want` of them run at once: each
+ * waits (at most 10 s) for the others to arrive. */
+typedef struct meeting {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived, want;
+} meeting;
+
+static int meets_the_others(void *arg) {
+    meeting *m = arg;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    int rc = 0;
+    pthread_mutex_lock(&m->mu);
+    if (++m->arrived == m->want) pthread_cond_broadcast(&m->cv);
+    while (m->arrived < m->want && rc == 0) rc = pthread_cond_timedwait(&m->cv, &m->mu, &until);
+    bool met = m->arrived >= m->want;
+    pthread_mutex_unlock(&m->mu);
+    return met ? 0 : -ETIMEDOUT;
+}
+
+static int offloads_one_meeting(void *arg) { return rill_to_thread(meets_the_others, arg); }
+
+FIBER_TEST(thread, the_default_pool_runs_cpus_plus_four_blocking_jobs_at_once) {
+    unsetenv("RILL_THREADS"); /* read at the first offloaded call, below */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < 1 ? 5 : cpus + 4 > 32 ? 32 : (int)cpus + 4; /* Python's default */
+    meeting m = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, n};
+    rill_task *t[32];
+    for (int i = 0; i < n; i++) t[i] = rill_spawn(offloads_one_meeting, &m);
+    for (int i = 0; i < n; i++) expect_eq(rill_join(t[i]), 0);
+    return 0;
+}
+
 Test(thread, a_bad_rill_threads_is_reported_and_the_default_used, .timeout = TEST_TIMEOUT,
      .init = cr_redirect_stderr) {
     setenv("RILL_THREADS", "many", 1);
