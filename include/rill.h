@@ -735,10 +735,11 @@ RILL_API void rill__gen_autofree(rill_gen **g);
  * size function, copied, and yielded valid until the next resume.  Each of
  * their buffers grows to the largest value it has held and is reused, never
  * shrunk: memory stays within (slots + 1) x the largest value.  A size
- * function is called once per value, never with NULL (a NULL value ends the
- * stream with -EINVAL first); a size of 0 ends the stream with -EINVAL (nothing
- * to copy), a size too large to allocate with -ENOMEM, the source closed in
- * both cases. */
+ * function is called once per value (by merge and prefetch, in their
+ * tasks), never with NULL: a NULL value ends the stream with -EINVAL first.
+ * A size of 0 ends the stream with -EINVAL (nothing to copy), a size too
+ * large to allocate with -ENOMEM; the sources are closed then as after any
+ * error. */
 
 /* Map: 0 with *out set, or a negative errno that ends the stream. */
 typedef int rill_map_fn(void *in, void **out, void *ctx);
@@ -768,8 +769,8 @@ RILL_API rill_gen *rill_gen_map_into(rill_gen *src, rill_map_into_fn *fn, size_t
                                      void *ctx);
 /* rill_gen_map_into for outputs whose size depends on the input (a new
  * string made from each line): before fn(value, out, ctx) the buffer is
- * grown to size_fn(value, ctx) bytes (rill_size_str: as long as the value,
- * a string).  ctx goes to both. */
+ * grown to size_fn(value, ctx) bytes (rill_size_str: room for a copy of a
+ * string value).  ctx goes to both. */
 RILL_API rill_gen *rill_gen_map_sized(rill_gen *src, rill_map_into_fn *fn,
                                       rill_size_fn *size_fn, void *ctx);
 /* The values of src that keep() keeps. */
@@ -786,8 +787,9 @@ RILL_API rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size);
  * every source has; a source's error ends it with that error, after the
  * others are stopped and closed.  srcs is copied; n >= 1. */
 RILL_API rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size);
-/* rill_gen_merge copying size_fn(value, ctx) bytes of each value: n + 1
- * buffers. */
+/* rill_gen_merge copying size_fn(value, ctx) bytes of each value, for
+ * values of any size: n + 1 buffers (a slot per source, and the value being
+ * yielded). */
 RILL_API rill_gen *rill_gen_merge_sized(rill_gen **srcs, size_t n, rill_size_fn *size_fn,
                                         void *ctx);
 /* src run ahead in a task of its own, at most depth values ahead of the
@@ -801,7 +803,8 @@ RILL_API rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_si
  * EINVAL: keep rill_file_lines' errno first if it matters). */
 RILL_API rill_gen *rill_gen_prefetch_sized(rill_gen *src, size_t depth, rill_size_fn *size_fn,
                                            void *ctx);
-/* A size function for NUL-terminated strings: strlen(item) + 1. */
+/* A size function for NUL-terminated strings: strlen(item) + 1 (0 for
+ * NULL). */
 RILL_API size_t rill_size_str(const void *item, void *ctx);
 
 /* ===========================================================================

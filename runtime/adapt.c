@@ -59,9 +59,11 @@ static size_t slot_size(const copier *c) {
  * value or a size of 0 leaves nothing to copy.  Called before the slot is
  * chosen, as size_fn may block. */
 static int copy_size(const copier *c, const void *v, size_t *n) {
-    *n = c->size_fn ? (v ? c->size_fn(v, c->ctx) : 0) : c->item_size;
+    *n = 0;
     if (!c->size_fn && !c->item_size) return 0;
-    return v && *n ? 0 : -EINVAL;
+    if (!v) return -EINVAL;
+    *n = c->size_fn ? c->size_fn(v, c->ctx) : c->item_size;
+    return *n ? 0 : -EINVAL;
 }
 
 /* Keep n bytes of v (copy_size's count) in slot.  0 or -ENOMEM. */
@@ -450,7 +452,8 @@ static int ahead_body(rill_gen *g, void *arg) {
     for (size_t i = 0; i < a->n && rc == 0; i++)
         rc = rill_group_spawn_opts(&grp, pull, &a->pullers[i],
                                    &(rill_opts){.name = rill_gen_name(a->pullers[i].src)});
-    while (rc == 0 && (rc = ring_take(&a->r, a->cur)) == 1) rc = pass_on(g, slot_value(&a->copy, a->cur));
+    while (rc == 0 && (rc = ring_take(&a->r, a->cur)) == 1)
+        rc = pass_on(g, slot_value(&a->copy, a->cur));
     /* Ended, closed, thrown into, or cancelled: stop the pullers first (a
      * source cannot be closed while a puller runs it), then close them. */
     rill_group_cancel(&grp);

@@ -1,8 +1,9 @@
 /* Generator adapters (rill_gen_map, _map_into, _map_sized, _filter, _take,
- * _batch, _merge, _merge_sized, _prefetch, _prefetch_sized): the values they yield, how errors, throws and closing travel
- * through them, their ownership of their sources, and the backpressure and
- * concurrency of the two that run sources ahead (DESIGN §6).  The protocol
- * underneath (next, send, throw, close) is tests/test_gen.c's. */
+ * _batch, _merge, _merge_sized, _prefetch, _prefetch_sized): the values they
+ * yield and store, how errors, throws and closing travel through them, their
+ * ownership of their sources, and the backpressure and concurrency of those
+ * that run sources ahead, down to a file's lines.  The protocol underneath
+ * (next, send, throw, close) is tests/test_gen.c's. */
 #include <ev.h>
 
 #include "helpers.h"
@@ -1655,6 +1656,14 @@ static int count_fn(void *in, void **out, void *ctx) {
     return 0;
 }
 
+/* Wait until *nread reaches want (the reads go through the thread pool:
+ * generously), then a little longer, to see whether it goes beyond. */
+static void wait_until_read(const int *nread, int want) {
+    double deadline = rill_now() + 10;
+    while (*nread < want && rill_now() < deadline) expect_eq(rill_sleep(0.002), 0);
+    expect_eq(rill_sleep(0.02), 0);
+}
+
 FIBER_TEST(adapt, a_files_lines_prefetched_in_one_line_arrive_whole_and_in_order) {
     char path[] = "/tmp/rill-adapt-XXXXXX";
     write_lines(path, text_lens, NTEXTS);
@@ -1686,10 +1695,7 @@ FIBER_TEST(adapt, a_files_lines_are_read_ahead_by_depth_lines_and_no_more) {
     void *v;
     expect_eq(rill_gen_next(lines, &v), 1);
     expect_text(v, 0, text_lens[0], false);
-    /* the reads go through the thread pool: wait for them, generously */
-    double deadline = rill_now() + 10;
-    while (nread < 1 + DEPTH && rill_now() < deadline) expect_eq(rill_sleep(0.002), 0);
-    expect_eq(rill_sleep(0.02), 0);
+    wait_until_read(&nread, 1 + DEPTH);
     expect_eq(nread, 1 + DEPTH); /* the consumer took one; DEPTH wait for it */
     for (int i = 1; i < NTEXTS; i++) {
         expect_eq(rill_gen_next(lines, &v), 1);
@@ -1763,12 +1769,18 @@ FIBER_TEST(adapt, a_files_lines_read_ahead_and_parsed_into_structs) {
     return 0;
 }
 
+/* Whether the reader is mid-read or waiting for a slot (its source
+ * suspended) when the consumer breaks off, and whether the consumer closes
+ * or frees: the file is closed and the reader gone at once. */
 FIBER_TEST(adapt, breaking_out_of_prefetched_lines_closes_the_file_and_stops_the_reader) {
+    enum { DEPTH = 2 };
     char path[] = "/tmp/rill-adapt-XXXXXX";
     write_lines(path, text_lens, NTEXTS);
-    for (int how = 0; how < 2; how++) { /* closed, then freed; or freed at once */
-        int fds = fds_once_the_pool_runs();
-        rill_gen *lines = rill_gen_prefetch_sized(rill_file_lines(path), 2, rill_size_str, NULL);
+    for (int c = 0; c < 4; c++) {
+        bool ring_full = c & 1, close_first = c & 2;
+        int fds = fds_once_the_pool_runs(), nread = 0;
+        rill_gen *lines = rill_gen_prefetch_sized(
+            rill_gen_map(rill_file_lines(path), count_fn, &nread), DEPTH, rill_size_str, NULL);
         cr_assert(lines);
         expect_eq(count_open_fds(), fds + 1); /* the file is open */
         const char *line;
@@ -1778,8 +1790,9 @@ FIBER_TEST(adapt, breaking_out_of_prefetched_lines_closes_the_file_and_stops_the
             if (++n == 3) break;
         }
         expect_eq(n, 3);
-        expect_eq(live_fibers(), 2); /* main, and the reader waiting for a slot */
-        if (how == 0) {
+        if (ring_full) wait_until_read(&nread, n + DEPTH);
+        expect_eq(live_fibers(), 2); /* main, and the reader */
+        if (close_first) {
             expect_eq(rill_gen_close(lines), 0);
             expect_eq(count_open_fds(), fds);
             expect_eq(live_fibers(), 1);
