@@ -362,11 +362,12 @@ static void ring_producer_done(ring *r) {
 /* Exchange n bytes: a taken slot and the consumer's swap places, so that a
  * buf moves without copying its bytes and every buf has one holder. */
 static void swap_bytes(void *x, void *y, size_t n) {
-    unsigned char *a = x, *b = y;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char t = a[i];
-        a[i] = b[i];
-        b[i] = t;
+    char *a = x, *b = y, t[64];
+    for (size_t k; n; a += k, b += k, n -= k) {
+        k = n < sizeof t ? n : sizeof t;
+        memcpy(t, a, k);
+        memcpy(a, b, k);
+        memcpy(b, t, k);
     }
 }
 

@@ -1376,6 +1376,45 @@ FIBER_TEST(adapt, map_into_fills_a_struct_for_each_value) {
     return 0;
 }
 
+/* A value larger than the ring moves in one step. */
+typedef struct wide {
+    int value;
+    char pad[250];
+    int tail;
+} wide;
+
+static int widen_fn(void *in, void *out, void *ctx) {
+    (void)ctx;
+    wide *w = out;
+    w->value = w->tail = ival(in);
+    memset(w->pad, 'a' + ival(in) % 26, sizeof w->pad);
+    return 0;
+}
+
+FIBER_TEST(adapt, structs_mapped_into_then_prefetched_arrive_whole) {
+    enum { N = 20 };
+    source s = {.count = N};
+    rill_gen *g = rill_gen_prefetch(
+        rill_gen_map_into(source_new(&s), widen_fn, sizeof(wide), NULL), 3, sizeof(wide));
+    cr_assert(g);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    expect_eq(rill_sleep(0.01), 0); /* the ring fills while the map reuses its buffer */
+    expect_eq(s.produced, 1 + 3);
+    wide *w;
+    int i = 1;
+    rill_foreach(w, g) {
+        expect_eq(w->value, i);
+        expect_eq(w->tail, i);
+        for (size_t j = 0; j < sizeof w->pad; j++)
+            cr_assert_eq(w->pad[j], 'a' + i % 26, "value %d: pad byte %zu is %d", i, j, w->pad[j]);
+        i++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(i, N);
+    rill_gen_free(g);
+    return 0;
+}
+
 FIBER_TEST(adapt, a_map_into_function_error_ends_the_stream_and_closes_the_source) {
     for (int sized = 0; sized < 2; sized++) {
         source s = {.count = -1};
