@@ -13,6 +13,17 @@
  *         errors = (line async for line in read_lines(path) if "ERROR" in line)
  *         return sum([1 async for _ in errors])
  *
+ *     async def read_ahead(lines, n):       # a task keeps n lines ready
+ *         q = asyncio.Queue(n)
+ *         async def reader():
+ *             async for line in lines: await q.put(line)
+ *             await q.put(None)
+ *         task = asyncio.create_task(reader())
+ *         while (line := await q.get()) is not None:
+ *             yield line
+ *
+ *     entries = (parse(line) async for line in read_ahead(read_lines(path), 64))
+ *
  * rill_file_lines() is read_lines(): it reads 64 KiB at a time on the thread
  * pool (a read from disk cannot be waited for with epoll) and yields each
  * line from its buffer, so memory stays flat however large the file is.
@@ -22,6 +33,12 @@
  * of the loop early, closing the generator closes the file (leaving the
  * block of a RILL_GEN_AUTO generator does too), as leaving `async with`
  * would.
+ *
+ * read_ahead is rill_gen_prefetch_sized(lines, 64, rill_size_str, NULL): a
+ * task reads up to 64 lines ahead while the consumer works, each copied (a
+ * line of rill_file_lines is valid only until its next resume), in 64 + 1
+ * buffers grown to the longest line.  rill_gen_map_into is the `parse(line)`
+ * that makes a new value: the adapter owns the struct parse fills.
  *
  * Usage: file_lines [--scale X]   (X multiplies every delay)
  */
@@ -37,6 +54,40 @@ static const char *const levels[] = {"INFO", "INFO", "DEBUG", "WARN", "INFO", "E
 static int is_error(void *line, void *ctx) {
     (void)ctx;
     return strstr(line, " ERROR ") != NULL;
+}
+
+/* What parse(line) makes of a line. */
+typedef struct entry {
+    int request;
+    char level[8];
+} entry;
+
+static int parse_entry(void *line, void *out, void *ctx) {
+    (void)ctx;
+    entry *e = out;
+    if (sscanf(line, "%*s %7s request %d served", e->level, &e->request) != 2) return -EBADMSG;
+    return 0;
+}
+
+/* Print and tell whether rill_dump shows a fiber waiting for a free slot of
+ * a prefetch: a reader that ran as far ahead as it may. */
+static bool reader_waits_for_a_slot(void) {
+    char *dump = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&dump, &len);
+    if (!f) return false;
+    rill_dump(f);
+    fclose(f);
+    const char *what = " on prefetch slot";
+    char *on = strstr(dump, what);
+    if (on) {
+        char *start = on;
+        while (start > dump && start[-1] != '\n') start--;
+        while (*start == ' ') start++;
+        printf("  the reader meanwhile: %.*s\n", (int)(on + strlen(what) - start), start);
+    }
+    free(dump);
+    return on != NULL;
 }
 
 static int ticker(void *arg) {
@@ -94,6 +145,31 @@ static int amain(void *arg) {
     }
     expect(n == 3, "the loop stopped after three lines");
     expect(rill_gen_close(head) == 0, "closing the rest of the file is clean");
+
+    /* entries = (parse(line) async for line in read_ahead(read_lines(path), 64)) */
+    t0 = rill_now();
+    RILL_GEN_AUTO rill_gen *entries = rill_gen_map_into(
+        rill_gen_prefetch_sized(rill_file_lines(path), 64, rill_size_str, NULL), parse_entry,
+        sizeof(entry), NULL);
+    if (!entries) return -errno;
+    int parsed = 0, parsed_errors = 0;
+    bool in_order = true, waited = false;
+    entry *e;
+    rill_foreach(e, entries) {
+        in_order = in_order && e->request == parsed && strcmp(e->level, levels[parsed % 7]) == 0;
+        parsed_errors += strcmp(e->level, "ERROR") == 0;
+        if (++parsed == 1) { /* slow work on the first entry: the reader runs ahead */
+            rill_sleep(10 * TICK * scale);
+            waited = reader_waits_for_a_slot();
+        }
+    }
+    rc = rill_gen_status(entries);
+    printf("%d lines parsed while read ahead in %.3f s, %d ERROR entries\n", parsed,
+           rill_now() - t0, parsed_errors);
+    expect(rc == 0 && parsed == LINES, "every line was read ahead and parsed");
+    expect(in_order, "the entries came whole and in order");
+    expect(parsed_errors == want, "the parsed entries hold every ERROR line");
+    expect(waited, "while the consumer worked, the reader filled its 64 slots and waited");
 
     rill_cancel(tick);
     rill_join(tick);

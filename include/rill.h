@@ -797,14 +797,35 @@ RILL_API void rill__gen_autofree(rill_gen **g);
  * freed; rill_gen_free on a source is then refused.  Functions given to
  * adapters run in the adapter's body and may block.  Values thrown into an
  * adapter end it with that error.  An adapter that copies values
- * (item_size > 0) ends with -EINVAL if a source yields NULL.  merge and
- * prefetch run their sources in tasks: they need rill_run (a body driven
- * from outside any fiber gets -EPERM).  Each returns NULL with errno EINVAL
- * (a NULL or already owned source, the same source twice, a NULL function,
- * a zero size) or ENOMEM; the sources then stay the caller's. */
+ * (item_size > 0, or a size function) ends with -EINVAL if a source yields
+ * NULL.  merge and prefetch run their sources in tasks: they need rill_run
+ * (a body driven from outside any fiber gets -EPERM).  Each returns NULL
+ * with errno EINVAL (a NULL or already owned source, the same source twice,
+ * a NULL function, a zero size or depth) or ENOMEM; the sources then stay
+ * the caller's.
+ *
+ * Values the adapter stores: rill_gen_map hands on the pointer fn gives,
+ * so fn must own what it points to; rill_gen_map_into and rill_gen_map_sized
+ * give fn a buffer of the adapter's to write into.  The _sized adapters copy
+ * values of any size (a line of rill_file_lines, which is valid only until
+ * its next resume) into buffers of their own: each value is measured by a
+ * size function, copied, and yielded valid until the next resume.  Each of
+ * their buffers grows to the largest value it has held and is reused, never
+ * shrunk: memory stays within (slots + 1) x the largest value.  A size
+ * function is called once per value (by merge and prefetch, in their
+ * tasks), never with NULL: a NULL value ends the stream with -EINVAL first.
+ * A size of 0 ends the stream with -EINVAL (nothing to copy), a size too
+ * large to allocate with -ENOMEM; the sources are closed then as after any
+ * error. */
 
 /* Map: 0 with *out set, or a negative errno that ends the stream. */
 typedef int rill_map_fn(void *in, void **out, void *ctx);
+/* Map into the adapter's buffer: write the output for in at out (its
+ * contents on entry are unspecified); 0, or a negative errno that ends the
+ * stream. */
+typedef int rill_map_into_fn(void *in, void *out, void *ctx);
+/* How many bytes of item a _sized adapter stores (item is never NULL). */
+typedef size_t rill_size_fn(const void *item, void *ctx);
 /* Filter: 1 keep, 0 drop, or a negative errno that ends the stream. */
 typedef int rill_keep_fn(void *in, void *ctx);
 /* What rill_gen_batch yields: n values stored contiguously in items (each
@@ -816,6 +837,19 @@ typedef struct rill_batch {
 
 /* fn(value) for each value of src (a generator expression's map). */
 RILL_API rill_gen *rill_gen_map(rill_gen *src, rill_map_fn *fn, void *ctx);
+/* A map whose outputs the adapter stores: `(f(x) async for x in src)` where
+ * f makes a new value (x * 2, a parsed struct).  The adapter owns one buffer
+ * of out_size bytes (allocated here: ENOMEM if it cannot be); fn(value, out,
+ * ctx) fills it and the adapter yields out, valid until the next resume.  fn
+ * sees NULL values as they come. */
+RILL_API rill_gen *rill_gen_map_into(rill_gen *src, rill_map_into_fn *fn, size_t out_size,
+                                     void *ctx);
+/* rill_gen_map_into for outputs whose size depends on the input (a new
+ * string made from each line): before fn(value, out, ctx) the buffer is
+ * grown to size_fn(value, ctx) bytes (rill_size_str: room for a copy of a
+ * string value).  ctx goes to both. */
+RILL_API rill_gen *rill_gen_map_sized(rill_gen *src, rill_map_into_fn *fn,
+                                      rill_size_fn *size_fn, void *ctx);
 /* The values of src that keep() keeps. */
 RILL_API rill_gen *rill_gen_filter(rill_gen *src, rill_keep_fn *keep, void *ctx);
 /* The first n values of src; then src is closed. */
@@ -830,10 +864,25 @@ RILL_API rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size);
  * every source has; a source's error ends it with that error, after the
  * others are stopped and closed.  srcs is copied; n >= 1. */
 RILL_API rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size);
+/* rill_gen_merge copying size_fn(value, ctx) bytes of each value, for
+ * values of any size: n + 1 buffers (a slot per source, and the value being
+ * yielded). */
+RILL_API rill_gen *rill_gen_merge_sized(rill_gen **srcs, size_t n, rill_size_fn *size_fn,
+                                        void *ctx);
 /* src run ahead in a task of its own, at most depth values ahead of the
  * consumer (backpressure: asyncpg's prefetch).  Closing the adapter stops
  * that task, then closes src. */
 RILL_API rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size);
+/* rill_gen_prefetch copying size_fn(value, ctx) bytes of each value: depth
+ * + 1 buffers.  A file's lines read ahead while the consumer works:
+ * rill_gen_prefetch_sized(rill_file_lines(path), 64, rill_size_str, NULL)
+ * (a NULL source, as when rill_file_lines fails, gives NULL with errno
+ * EINVAL: keep rill_file_lines' errno first if it matters). */
+RILL_API rill_gen *rill_gen_prefetch_sized(rill_gen *src, size_t depth, rill_size_fn *size_fn,
+                                           void *ctx);
+/* A size function for NUL-terminated strings: strlen(item) + 1 (0 for
+ * NULL). */
+RILL_API size_t rill_size_str(const void *item, void *ctx);
 
 /* ===========================================================================
  * Files

@@ -7,8 +7,12 @@
  * or is closed (so their cleanup runs then); its destructor frees them when
  * the adapter is freed (rill_gen_free refuses to free an owned source).  A
  * value thrown into an adapter ends it with that error, after closing its
- * sources.  An adapter that copies values (item_size > 0) ends with -EINVAL
- * if a source yields NULL.
+ * sources.  An adapter that copies values (item_size > 0, or a size
+ * function) ends with -EINVAL if a source yields NULL.
+ *
+ * Values an adapter keeps live in slots it owns, all handled by one copier:
+ * a slot holds the pointer itself, item_size bytes, or (sized adapters) a
+ * buffer grown to the largest value it has held.
  */
 #include <string.h>
 
@@ -19,16 +23,87 @@ static rill_gen *fail(int err) {
     return NULL;
 }
 
+/* ---- values an adapter keeps --------------------------------------------------- */
+
+/* A buffer grown to the largest value it has held. */
+typedef struct buf {
+    char *p;
+    size_t cap;
+} buf;
+
+/* Make b hold at least n bytes; what it held is not kept.  0 or -ENOMEM. */
+static int buf_fit(buf *b, size_t n) {
+    if (n <= b->cap) return 0;
+    char *p = malloc(n); /* not realloc: the old bytes need no copy */
+    if (!p) return -ENOMEM;
+    free(b->p);
+    b->p = p;
+    b->cap = n;
+    return 0;
+}
+
+/* How an adapter keeps a value: the pointer itself (neither set), item_size
+ * bytes of it, or size_fn(value, ctx) bytes in a buf. */
+typedef struct copier {
+    size_t item_size;
+    rill_size_fn *size_fn;
+    void *ctx;
+} copier;
+
+/* Bytes of one slot. */
+static size_t slot_size(const copier *c) {
+    return c->size_fn ? sizeof(buf) : c->item_size ? c->item_size : sizeof(void *);
+}
+
+/* How many bytes of v to copy (0: the pointer is kept), or -EINVAL: a NULL
+ * value or a size of 0 leaves nothing to copy.  Called before the slot is
+ * chosen, as size_fn may block. */
+static int copy_size(const copier *c, const void *v, size_t *n) {
+    *n = 0;
+    if (!c->size_fn && !c->item_size) return 0;
+    if (!v) return -EINVAL;
+    *n = c->size_fn ? c->size_fn(v, c->ctx) : c->item_size;
+    return *n ? 0 : -EINVAL;
+}
+
+/* Keep n bytes of v (copy_size's count) in slot.  0 or -ENOMEM. */
+static int copy_in(const copier *c, void *slot, void *v, size_t n) {
+    if (c->size_fn) {
+        buf *b = slot;
+        int rc = buf_fit(b, n);
+        if (rc < 0) return rc;
+        memcpy(b->p, v, n);
+    } else if (n) {
+        memcpy(slot, v, n);
+    } else {
+        memcpy(slot, &v, sizeof v);
+    }
+    return 0;
+}
+
+/* The value a slot holds, as it is yielded. */
+static void *slot_value(const copier *c, void *slot) {
+    if (c->size_fn) return ((buf *)slot)->p;
+    return c->item_size ? slot : *(void **)slot;
+}
+
+/* Free the buffers of n slots (sized copies own one each). */
+static void slots_free(const copier *c, char *slots, size_t n) {
+    for (size_t i = 0; slots && c->size_fn && i < n; i++) free(((buf *)(void *)slots)[i].p);
+    free(slots);
+}
+
 /* ---- what every single-source adapter shares ------------------------------- */
 
 typedef struct one_src {
     rill_gen *src;
-    void *fn;        /* rill_map_fn / rill_keep_fn */
+    void *fn;        /* rill_map_fn / rill_map_into_fn / rill_keep_fn */
     void *ctx;
     size_t n;        /* take: how many; batch: batch size */
-    size_t item_size;
+    copier copy;     /* batch: how it keeps values; map_sized: sizes out */
     rill_batch batch;
-    char *items;     /* batch storage: n values of item_size bytes */
+    char *items;     /* batch storage: n slots */
+    buf out;         /* map_into, map_sized: what fn writes */
 } one_src;
 
 static void one_src_close(void *arg) {
@@ -40,6 +115,7 @@ static void one_src_free(void *arg) {
     one_src *a = arg;
     rill__gen_free(a->src);
     free(a->items);
+    free(a->out.p);
     free(a);
 }
 
@@ -56,6 +132,7 @@ static rill_gen *adapter(rill_gen *src, rill_gen_fn *body, one_src *a, const cha
     rill_gen *g = rill__gen_new(body, a, &(rill_opts){.name = name}, &one_src_hooks);
     if (!g) {
         free(a->items);
+        free(a->out.p);
         free(a);
         return NULL;
     }
@@ -88,6 +165,23 @@ static int map_body(rill_gen *g, void *arg) {
     return finish(a->src, rc);
 }
 
+/* map_into and map_sized: fn writes each output into the adapter's buffer
+ * (map_sized first grows it to the size of that output). */
+static int map_into_body(rill_gen *g, void *arg) {
+    one_src *a = arg;
+    rill_map_into_fn *fn = (rill_map_into_fn *)a->fn;
+    void *in;
+    size_t n;
+    int rc;
+    while ((rc = rill_gen_next(a->src, &in)) == 1) {
+        if (a->copy.size_fn &&
+            ((rc = copy_size(&a->copy, in, &n)) < 0 || (rc = buf_fit(&a->out, n)) < 0))
+            break;
+        if ((rc = fn(in, a->out.p, a->ctx)) < 0 || (rc = pass_on(g, a->out.p)) < 0) break;
+    }
+    return finish(a->src, rc);
+}
+
 static int filter_body(rill_gen *g, void *arg) {
     one_src *a = arg;
     rill_keep_fn *keep = (rill_keep_fn *)a->fn;
@@ -116,19 +210,18 @@ static int take_body(rill_gen *g, void *arg) {
 
 static int batch_body(rill_gen *g, void *arg) {
     one_src *a = arg;
-    size_t size = a->item_size ? a->item_size : sizeof(void *);
     void *in;
+    size_t n;
     int rc;
     do {
         a->batch.n = 0;
         while (a->batch.n < a->n && (rc = rill_gen_next(a->src, &in)) == 1) {
-            if (a->item_size && !in) {
-                rc = -EINVAL; /* nothing to copy */
+            int c = copy_size(&a->copy, in, &n);
+            if (c < 0) {
+                rc = c;
                 break;
             }
-            char *slot = a->items + a->batch.n++ * size;
-            if (a->item_size) memcpy(slot, in, a->item_size);
-            else memcpy(slot, &in, sizeof in);
+            copy_in(&a->copy, a->items + a->batch.n++ * slot_size(&a->copy), in, n);
         }
         /* A short last batch still goes out (buffered output's flush), but
          * not after an error, which ends the stream at once. */
@@ -142,6 +235,29 @@ rill_gen *rill_gen_map(rill_gen *src, rill_map_fn *fn, void *ctx) {
     one_src *a = calloc(1, sizeof *a);
     if (a) a->fn = (void *)fn, a->ctx = ctx;
     return adapter(src, map_body, a, "map");
+}
+
+rill_gen *rill_gen_map_into(rill_gen *src, rill_map_into_fn *fn, size_t out_size, void *ctx) {
+    if (!src || src->owned || !fn || out_size == 0) return fail(EINVAL);
+    one_src *a = calloc(1, sizeof *a);
+    if (a && buf_fit(&a->out, out_size) < 0) {
+        free(a);
+        a = NULL;
+    }
+    if (a) a->fn = (void *)fn, a->ctx = ctx;
+    return adapter(src, map_into_body, a, "map");
+}
+
+rill_gen *rill_gen_map_sized(rill_gen *src, rill_map_into_fn *fn, rill_size_fn *size_fn,
+                             void *ctx) {
+    if (!src || src->owned || !fn || !size_fn) return fail(EINVAL);
+    one_src *a = calloc(1, sizeof *a);
+    if (a) {
+        a->fn = (void *)fn;
+        a->ctx = ctx;
+        a->copy = (copier){.size_fn = size_fn, .ctx = ctx};
+    }
+    return adapter(src, map_into_body, a, "map");
 }
 
 rill_gen *rill_gen_filter(rill_gen *src, rill_keep_fn *keep, void *ctx) {
@@ -160,7 +276,8 @@ rill_gen *rill_gen_take(rill_gen *src, size_t n) {
 
 rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
     if (!src || src->owned || n == 0) return fail(EINVAL);
-    size_t size = item_size ? item_size : sizeof(void *);
+    copier c = {.item_size = item_size};
+    size_t size = slot_size(&c);
     if (n > SIZE_MAX / size) return fail(EINVAL);
     one_src *a = calloc(1, sizeof *a);
     if (a && !(a->items = malloc(n * size))) {
@@ -169,7 +286,7 @@ rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
     }
     if (a) {
         a->n = n;
-        a->item_size = item_size;
+        a->copy = c;
         a->batch.items = a->items;
     }
     return adapter(src, batch_body, a, "batch");
@@ -178,7 +295,8 @@ rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
 /* ---- a bounded ring, for sources that run ahead ---------------------------------- */
 
 /* Producers reserve a slot before pulling a value from their source, so a
- * source never runs more than `cap` values ahead of the consumer. */
+ * source never runs more than `cap` values ahead of the consumer.  A slot is
+ * `size` bytes: a pointer, a fixed-size copy, or a buf (see copier). */
 typedef struct ring {
     char *buf;
     size_t cap, size;           /* slots, bytes per slot */
@@ -188,11 +306,11 @@ typedef struct ring {
     rill__list not_full, not_empty;
 } ring;
 
-static int ring_init(ring *r, size_t cap, size_t item_size, size_t producers) {
-    r->size = item_size ? item_size : sizeof(void *);
-    if (cap > SIZE_MAX / r->size) return -EINVAL;
-    if (!(r->buf = malloc(cap * r->size))) return -ENOMEM;
+static int ring_init(ring *r, size_t cap, size_t slot, size_t producers) {
+    if (cap > SIZE_MAX / slot) return -EINVAL;
+    if (!(r->buf = calloc(cap, slot))) return -ENOMEM; /* zeroed: empty bufs */
     r->cap = cap;
+    r->size = slot;
     r->head = r->len = r->reserved = 0;
     r->producers = producers;
     r->err = 0;
@@ -218,10 +336,15 @@ static int ring_reserve(ring *r) {
     return rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
 }
 
-/* Fill a reserved slot. */
-static void ring_commit(ring *r, const void *item) {
+/* The free slot the next commit publishes: fill it, then commit, with no
+ * wait in between (another producer would fill the same one). */
+static void *ring_free_slot(const ring *r) {
+    return r->buf + (r->head + r->len) % r->cap * r->size;
+}
+
+/* Publish the slot filled, using a reservation. */
+static void ring_commit(ring *r) {
     r->reserved--;
-    memcpy(r->buf + (r->head + r->len) % r->cap * r->size, item, r->size);
     r->len++;
     rill__waitq_wake_one(&r->not_empty, 0);
 }
@@ -236,8 +359,21 @@ static void ring_producer_done(ring *r) {
     if (--r->producers == 0) rill__waitq_wake_all(&r->not_empty, 0);
 }
 
-/* Take the oldest value into out.  1; once every producer is done and the
- * ring drained, 0 or the error a producer left; or -ECANCELED. */
+/* Exchange n bytes: a taken slot and the consumer's swap places, so that a
+ * buf moves without copying its bytes and every buf has one holder. */
+static void swap_bytes(void *x, void *y, size_t n) {
+    char *a = x, *b = y, t[64];
+    for (size_t k; n; a += k, b += k, n -= k) {
+        k = n < sizeof t ? n : sizeof t;
+        memcpy(t, a, k);
+        memcpy(a, b, k);
+        memcpy(b, t, k);
+    }
+}
+
+/* Take the oldest value into out (a slot of the consumer's), giving the ring
+ * out's old slot in exchange.  1; once every producer is done and the ring
+ * drained, 0 or the error a producer left; or -ECANCELED. */
 static int ring_take(ring *r, void *out) {
     while (r->len == 0) {
         if (r->producers == 0) return r->err;
@@ -245,7 +381,7 @@ static int ring_take(ring *r, void *out) {
         int rc = rill__waitq_wait(&r->not_empty, &w, "prefetched value", NULL);
         if (rc < 0) return rc;
     }
-    memcpy(out, r->buf + r->head * r->size, r->size);
+    swap_bytes(out, r->buf + r->head * r->size, r->size);
     r->head = (r->head + 1) % r->cap;
     r->len--;
     slot_freed(r);
@@ -263,10 +399,10 @@ typedef struct puller {
 
 struct ahead {
     size_t n;                   /* sources */
-    size_t item_size;
+    copier copy;
     ring r;
     puller *pullers;
-    char *cur;                  /* the value being yielded */
+    char *cur;                  /* the slot of the value being yielded */
 };
 
 static void ahead_close(void *arg) {
@@ -278,8 +414,8 @@ static void ahead_free(void *arg) {
     ahead *a = arg;
     for (size_t i = 0; i < a->n; i++) rill__gen_free(a->pullers[i].src);
     free(a->pullers);
-    free(a->r.buf);
-    free(a->cur);
+    slots_free(&a->copy, a->r.buf, a->r.cap);
+    slots_free(&a->copy, a->cur, 1);
     free(a);
 }
 
@@ -289,16 +425,18 @@ static const rill__gen_hooks ahead_hooks = {ahead_close, ahead_free};
  * task's failure, which makes the group cancel the other pullers. */
 static int pull(void *arg) {
     puller *p = arg;
+    const copier *c = &p->a->copy;
     ring *r = &p->a->r;
     int rc;
     void *v;
+    size_t n;
     while ((rc = ring_reserve(r)) == 0) {
-        if ((rc = rill_gen_next(p->src, &v)) != 1 || (p->a->item_size && !v)) {
+        if ((rc = rill_gen_next(p->src, &v)) != 1 || (rc = copy_size(c, v, &n)) < 0 ||
+            (rc = copy_in(c, ring_free_slot(r), v, n)) < 0) {
             ring_unreserve(r);
-            if (rc == 1) rc = -EINVAL; /* a NULL value: nothing to copy */
             break;
         }
-        ring_commit(r, p->a->item_size ? v : (void *)&v);
+        ring_commit(r);
     }
     /* Cancelled from outside its group (rill_run's end cancels every task):
      * the stream did not end, so do not let it look as if it had. */
@@ -315,10 +453,8 @@ static int ahead_body(rill_gen *g, void *arg) {
     for (size_t i = 0; i < a->n && rc == 0; i++)
         rc = rill_group_spawn_opts(&grp, pull, &a->pullers[i],
                                    &(rill_opts){.name = rill_gen_name(a->pullers[i].src)});
-    while (rc == 0 && (rc = ring_take(&a->r, a->cur)) == 1) {
-        void *v = a->item_size ? (void *)a->cur : *(void **)(void *)a->cur;
-        rc = pass_on(g, v);
-    }
+    while (rc == 0 && (rc = ring_take(&a->r, a->cur)) == 1)
+        rc = pass_on(g, slot_value(&a->copy, a->cur));
     /* Ended, closed, thrown into, or cancelled: stop the pullers first (a
      * source cannot be closed while a puller runs it), then close them. */
     rill_group_cancel(&grp);
@@ -336,15 +472,15 @@ static int ahead_body(rill_gen *g, void *arg) {
     return rc < 0 ? rc : crc;
 }
 
-static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, size_t item_size,
+static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, copier c,
                            const char *name) {
     ahead *a = calloc(1, sizeof *a);
     if (!a) return fail(ENOMEM);
     a->n = n;
-    a->item_size = item_size;
+    a->copy = c;
     a->pullers = calloc(n, sizeof *a->pullers);
-    a->cur = malloc(item_size ? item_size : sizeof(void *));
-    int rc = a->pullers && a->cur ? ring_init(&a->r, depth, item_size, n) : -ENOMEM;
+    a->cur = calloc(1, slot_size(&c));
+    int rc = a->pullers && a->cur ? ring_init(&a->r, depth, slot_size(&c), n) : -ENOMEM;
     if (rc < 0) {
         free(a->pullers);
         free(a->cur);
@@ -362,19 +498,43 @@ static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, size_t item_
     return g;
 }
 
-rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size) {
+static rill_gen *merge_new(rill_gen **srcs, size_t n, copier c) {
     if (!srcs || n == 0) return fail(EINVAL);
     for (size_t i = 0; i < n; i++) {
         if (!srcs[i] || srcs[i]->owned) return fail(EINVAL);
         for (size_t j = 0; j < i; j++)
             if (srcs[j] == srcs[i]) return fail(EINVAL); /* one consumer each */
     }
-    return ahead_new(srcs, n, n, item_size, "merge");
+    return ahead_new(srcs, n, n, c, "merge");
 }
 
-rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size) {
+static rill_gen *prefetch_new(rill_gen *src, size_t depth, copier c) {
     if (!src || src->owned || depth == 0) return fail(EINVAL);
     char name[32];
     snprintf(name, sizeof name, "prefetch(%.18s)", rill_gen_name(src));
-    return ahead_new(&src, 1, depth, item_size, name);
+    return ahead_new(&src, 1, depth, c, name);
+}
+
+rill_gen *rill_gen_merge(rill_gen **srcs, size_t n, size_t item_size) {
+    return merge_new(srcs, n, (copier){.item_size = item_size});
+}
+
+rill_gen *rill_gen_merge_sized(rill_gen **srcs, size_t n, rill_size_fn *size_fn, void *ctx) {
+    if (!size_fn) return fail(EINVAL);
+    return merge_new(srcs, n, (copier){.size_fn = size_fn, .ctx = ctx});
+}
+
+rill_gen *rill_gen_prefetch(rill_gen *src, size_t depth, size_t item_size) {
+    return prefetch_new(src, depth, (copier){.item_size = item_size});
+}
+
+rill_gen *rill_gen_prefetch_sized(rill_gen *src, size_t depth, rill_size_fn *size_fn,
+                                  void *ctx) {
+    if (!size_fn) return fail(EINVAL);
+    return prefetch_new(src, depth, (copier){.size_fn = size_fn, .ctx = ctx});
+}
+
+size_t rill_size_str(const void *item, void *ctx) {
+    (void)ctx;
+    return item ? strlen(item) + 1 : 0;
 }

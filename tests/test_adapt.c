@@ -1,8 +1,9 @@
-/* Generator adapters (rill_gen_map, _filter, _take, _batch, _merge,
- * _prefetch): the values they yield, how errors, throws and closing travel
- * through them, their ownership of their sources, and the backpressure and
- * concurrency of the two that run sources ahead (DESIGN §6).  The protocol
- * underneath (next, send, throw, close) is tests/test_gen.c's. */
+/* Generator adapters (rill_gen_map, _map_into, _map_sized, _filter, _take,
+ * _batch, _merge, _merge_sized, _prefetch, _prefetch_sized): the values they
+ * yield and store, how errors, throws and closing travel through them, their
+ * ownership of their sources, and the backpressure and concurrency of those
+ * that run sources ahead, down to a file's lines.  The protocol underneath
+ * (next, send, throw, close) is tests/test_gen.c's. */
 #include <ev.h>
 
 #include "helpers.h"
@@ -96,8 +97,7 @@ static int live_fibers(void) {
 
 /* ---- functions given to adapters --------------------------------------------- */
 
-/* out = in * mul + add, into m->out (valid until the next resume, as a
- * yielded value must be); err for the input fail_at. */
+/* out = in * mul + add; err for the input fail_at. */
 typedef struct mapper {
     int mul, add;
     int err, fail_at;   /* err != 0: returned for the input fail_at */
@@ -105,17 +105,34 @@ typedef struct mapper {
     int calls, out;
 } mapper;
 
-static int map_fn(void *in, void **out, void *ctx) {
-    mapper *m = ctx;
+/* What every map function of m does: 0 with *out set, or an error. */
+static int mapped(mapper *m, const void *in, int *out) {
     m->calls++;
     if (m->sleep > 0) {
         int rc = rill_sleep(m->sleep);
         if (rc < 0) return rc;
     }
     if (m->err && ival(in) == m->fail_at) return m->err;
-    m->out = ival(in) * m->mul + m->add;
-    *out = &m->out;
+    *out = ival(in) * m->mul + m->add;
     return 0;
+}
+
+/* rill_gen_map's: the value lives in m->out (valid until the next resume,
+ * as a yielded value must be). */
+static int map_fn(void *in, void **out, void *ctx) {
+    mapper *m = ctx;
+    int rc = mapped(m, in, &m->out);
+    if (rc == 0) *out = &m->out;
+    return rc;
+}
+
+/* rill_gen_map_into's and rill_gen_map_sized's: into the adapter's buffer. */
+static int map_into_fn(void *in, void *out, void *ctx) { return mapped(ctx, in, out); }
+
+/* The size of an int value, for the sized adapters. */
+static size_t int_size(const void *item, void *ctx) {
+    (void)item, (void)ctx;
+    return sizeof(int);
 }
 
 /* Keeps multiples of mod (mod 1: everything); err for the input fail_at. */
@@ -139,12 +156,16 @@ static int keep_fn(void *in, void *ctx) {
 
 /* ---- every adapter, for the behaviours they share ---------------------------- */
 
-enum kind { MAP, FILTER, TAKE, BATCH, PREFETCH, MERGE, NKINDS };
-static const char *const kind_names[NKINDS] = {"map", "filter", "take",
-                                               "batch", "prefetch", "merge"};
+enum kind {
+    MAP, MAP_INTO, MAP_SIZED, FILTER, TAKE, BATCH, PREFETCH, PREFETCH_SIZED, MERGE,
+    MERGE_SIZED, NKINDS
+};
+static const char *const kind_names[NKINDS] = {
+    "map", "map_into", "map_sized", "filter", "take", "batch", "prefetch",
+    "prefetch_sized", "merge", "merge_sized"};
 
 /* How many sources each kind gets in the shared tests: merge several. */
-static int nsources(int k) { return k == MERGE ? 3 : 1; }
+static int nsources(int k) { return k == MERGE || k == MERGE_SIZED ? 3 : 1; }
 
 /* The shared tests' sources block this long before each value, so that
  * every one of a merge's sources gets started (merge_reads_every_source_
@@ -155,16 +176,21 @@ static mapper identity = {.mul = 1};
 static keeper keep_all = {.mod = 1};
 
 /* An adapter of kind k that passes every value of srcs on (take: up to 1000;
- * batch: in pairs; prefetch: 4 ahead), ints copied where it copies. */
+ * batch: in pairs; prefetch: 4 ahead), ints copied where it copies (the
+ * _sized kinds: sizeof(int) bytes of each). */
 static rill_gen *wrap(int k, rill_gen **srcs) {
     rill_gen *g = NULL;
     switch (k) {
     case MAP: g = rill_gen_map(srcs[0], map_fn, &identity); break;
+    case MAP_INTO: g = rill_gen_map_into(srcs[0], map_into_fn, sizeof(int), &identity); break;
+    case MAP_SIZED: g = rill_gen_map_sized(srcs[0], map_into_fn, int_size, &identity); break;
     case FILTER: g = rill_gen_filter(srcs[0], keep_fn, &keep_all); break;
     case TAKE: g = rill_gen_take(srcs[0], 1000); break;
     case BATCH: g = rill_gen_batch(srcs[0], 2, sizeof(int)); break;
     case PREFETCH: g = rill_gen_prefetch(srcs[0], 4, sizeof(int)); break;
+    case PREFETCH_SIZED: g = rill_gen_prefetch_sized(srcs[0], 4, int_size, NULL); break;
     case MERGE: g = rill_gen_merge(srcs, (size_t)nsources(k), sizeof(int)); break;
+    case MERGE_SIZED: g = rill_gen_merge_sized(srcs, (size_t)nsources(k), int_size, NULL); break;
     }
     cr_assert(g, "rill_gen_%s: %s", kind_names[k], strerror(errno));
     return g;
@@ -557,7 +583,7 @@ FIBER_TEST(adapt, freeing_an_unstarted_adapter_closes_a_source_already_started) 
 /* The adapter's own body never ran, but its source had: closing (or throwing
  * into) the adapter ends it, and "it closes them when it ends or is closed". */
 FIBER_TEST(adapt, closing_an_unstarted_adapter_closes_a_source_already_started) {
-    char missed[64] = "";
+    char missed[160] = "";
     for (int k = 0; k < NKINDS; k++) {
         source s[3];
         rill_gen *srcs[3];
@@ -581,7 +607,7 @@ FIBER_TEST(adapt, closing_an_unstarted_adapter_closes_a_source_already_started) 
 }
 
 FIBER_TEST(adapt, throwing_into_an_unstarted_adapter_closes_a_source_already_started) {
-    char missed[64] = "";
+    char missed[160] = "";
     for (int k = 0; k < NKINDS; k++) {
         source s[3];
         rill_gen *srcs[3];
@@ -1216,4 +1242,638 @@ Test(adapt, a_prefetch_with_running_tasks_is_refused_from_outside_a_fiber,
     expect_eq(rill_detach_loop(), 0); /* the run's end closes it */
     rill_gen_free(p);                 /* now nothing runs for it */
     ev_loop_destroy(loop);
+}
+
+/* ---- adapters that store what they yield ------------------------------------ */
+
+/* The letter of a text source's or a test file's i-th value. */
+static char letter(int i) { return (char)('a' + i % 26); }
+
+/* A source of strings from one buffer it rewrites (and may move) for every
+ * value: its i-th value is lens[i] copies of letter(i).  An adapter that
+ * kept the pointer instead of a copy would see later values, or freed
+ * memory. */
+typedef struct texts {
+    const size_t *lens;
+    int count;
+    int fail;            /* returned once the values are out */
+    const int *consumed; /* the consumer's count, to measure how far ahead it runs */
+    int produced, max_lead, cleanups;
+    char *buf;
+} texts;
+
+static int texts_body(rill_gen *g, void *arg) {
+    texts *t = arg;
+    int rc = 0;
+    for (int i = 0; i < t->count; i++) {
+        char *b = realloc(t->buf, t->lens[i] + 1);
+        if (!b) {
+            rc = -ENOMEM;
+            break;
+        }
+        t->buf = b;
+        memset(b, letter(i), t->lens[i]);
+        b[t->lens[i]] = 0;
+        t->produced++;
+        if (t->consumed && t->produced - *t->consumed > t->max_lead)
+            t->max_lead = t->produced - *t->consumed;
+        if ((rc = rill_yield(g, b)) < 0) break;
+    }
+    t->cleanups++;
+    free(t->buf);
+    t->buf = NULL;
+    if (rc == 0) return t->fail;
+    return rc == -EPIPE ? 0 : rc;
+}
+
+static rill_gen *texts_new(texts *t) {
+    rill_gen *g = rill_gen_new(texts_body, t);
+    cr_assert(g, "rill_gen_new: %s", strerror(errno));
+    return g;
+}
+
+/* got is value i of a text source or test file: len copies of letter(i),
+ * in upper case if upper. */
+static void expect_text(const char *got, int i, size_t len, bool upper) {
+    cr_assert(got, "value %d is NULL", i);
+    size_t n = strlen(got);
+    cr_assert_eq(n, len, "value %d is %zu bytes long, expected %zu", i, n, len);
+    char want = upper ? (char)(letter(i) - 'a' + 'A') : letter(i);
+    for (size_t j = 0; j < n; j++)
+        cr_assert_eq(got[j], want, "value %d: byte %zu is '%c', expected '%c'", i, j, got[j],
+                     want);
+}
+
+/* Lines and values of varied lengths: empty, short, over 64 KiB (the file
+ * reader's chunk), exactly 64 KiB, one over 200 KiB. */
+static const size_t text_lens[] = {5, 0, 70000, 1, 65536, 12, 200000, 3, 64, 7};
+enum { NTEXTS = sizeof text_lens / sizeof text_lens[0] };
+
+/* An uppercase copy of a string, into a buffer of rill_size_str(in) bytes. */
+static int upper_fn(void *in, void *out, void *ctx) {
+    int *calls = ctx;
+    if (calls) ++*calls;
+    const char *s = in;
+    char *o = out;
+    size_t i = 0;
+    for (; s[i]; i++) o[i] = (char)(s[i] >= 'a' && s[i] <= 'z' ? s[i] - 'a' + 'A' : s[i]);
+    o[i] = 0;
+    return 0;
+}
+
+FIBER_TEST(adapt, map_into_yields_new_values_from_a_buffer_the_adapter_owns) {
+    source s = {.count = 5};
+    mapper m = {.mul = 2, .add = 1};
+    rill_gen *g = rill_gen_map_into(source_new(&s), map_into_fn, sizeof(int), &m);
+    cr_assert(g, "rill_gen_map_into: %s", strerror(errno));
+    void *first = NULL, *v;
+    for (int i = 0; i < 5; i++) {
+        expect_eq(rill_gen_next(g, &v), 1);
+        expect_eq(ival(v), 2 * i + 1);
+        if (!first) first = v;
+        cr_assert_eq(v, first, "value %d lives at %p, the first at %p: one buffer", i, v, first);
+        cr_assert_neq(v, (void *)&s.buf, "the source's own buffer was yielded");
+    }
+    expect_eq(m.out, 0); /* the function stored nothing of its own */
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(s.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+/* A struct made from each value: what a parser yields. */
+typedef struct parsed {
+    int value, square;
+    char name[16];
+} parsed;
+
+static int parse_fn(void *in, void *out, void *ctx) {
+    (void)ctx;
+    parsed *p = out;
+    p->value = ival(in);
+    p->square = p->value * p->value;
+    snprintf(p->name, sizeof p->name, "item-%d", p->value);
+    return 0;
+}
+
+FIBER_TEST(adapt, map_into_fills_a_struct_for_each_value) {
+    source s = {.count = 4, .first = 7};
+    rill_gen *g = rill_gen_map_into(source_new(&s), parse_fn, sizeof(parsed), NULL);
+    cr_assert(g);
+    parsed *p;
+    int i = 0;
+    rill_foreach(p, g) {
+        char name[16];
+        snprintf(name, sizeof name, "item-%d", 7 + i);
+        expect_eq(p->value, 7 + i);
+        expect_eq(p->square, (7 + i) * (7 + i));
+        cr_assert_str_eq(p->name, name);
+        i++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(i, 4);
+    rill_gen_free(g);
+    return 0;
+}
+
+/* A value larger than the ring moves in one step. */
+typedef struct wide {
+    int value;
+    char pad[250];
+    int tail;
+} wide;
+
+static int widen_fn(void *in, void *out, void *ctx) {
+    (void)ctx;
+    wide *w = out;
+    w->value = w->tail = ival(in);
+    memset(w->pad, 'a' + ival(in) % 26, sizeof w->pad);
+    return 0;
+}
+
+FIBER_TEST(adapt, structs_mapped_into_then_prefetched_arrive_whole) {
+    enum { N = 20 };
+    source s = {.count = N};
+    rill_gen *g = rill_gen_prefetch(
+        rill_gen_map_into(source_new(&s), widen_fn, sizeof(wide), NULL), 3, sizeof(wide));
+    cr_assert(g);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    expect_eq(rill_sleep(0.01), 0); /* the ring fills while the map reuses its buffer */
+    expect_eq(s.produced, 1 + 3);
+    wide *w;
+    int i = 1;
+    rill_foreach(w, g) {
+        expect_eq(w->value, i);
+        expect_eq(w->tail, i);
+        for (size_t j = 0; j < sizeof w->pad; j++)
+            cr_assert_eq(w->pad[j], 'a' + i % 26, "value %d: pad byte %zu is %d", i, j, w->pad[j]);
+        i++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(i, N);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_map_into_function_error_ends_the_stream_and_closes_the_source) {
+    for (int sized = 0; sized < 2; sized++) {
+        source s = {.count = -1};
+        mapper m = {.mul = 3, .err = -ERANGE, .fail_at = 2};
+        rill_gen *src = source_new(&s);
+        rill_gen *g = sized ? rill_gen_map_sized(src, map_into_fn, int_size, &m)
+                            : rill_gen_map_into(src, map_into_fn, sizeof(int), &m);
+        cr_assert(g);
+        expect_ints(g, (const int[]){0, 3}, 2);
+        expect_eq(rill_gen_next(g, NULL), -ERANGE);
+        expect_eq(s.cleanups, 1);
+        expect_eq(s.end_rc, -EPIPE);
+        expect_eq(s.produced, 3);
+        expect_eq(rill_gen_status(g), -ERANGE);
+        expect_eq(rill_gen_next(g, NULL), 0);
+        rill_gen_free(g);
+        expect_eq(s.cleanups, 1);
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, map_sized_grows_its_buffer_to_each_outputs_size) {
+    texts t = {.lens = text_lens, .count = NTEXTS};
+    int calls = 0;
+    rill_gen *g = rill_gen_map_sized(texts_new(&t), upper_fn, rill_size_str, &calls);
+    cr_assert(g, "rill_gen_map_sized: %s", strerror(errno));
+    const char *v;
+    int i = 0;
+    rill_foreach(v, g) {
+        expect_text(v, i, text_lens[i], true);
+        i++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(i, NTEXTS);
+    expect_eq(calls, NTEXTS);
+    expect_eq(t.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, prefetch_sized_copies_values_of_any_size_before_the_source_rewrites_them) {
+    enum { DEPTH = 3 };
+    texts t = {.lens = text_lens, .count = NTEXTS};
+    rill_gen *g = rill_gen_prefetch_sized(texts_new(&t), DEPTH, rill_size_str, NULL);
+    cr_assert(g, "rill_gen_prefetch_sized: %s", strerror(errno));
+    void *v;
+    expect_eq(rill_gen_next(g, &v), 1);
+    expect_text(v, 0, text_lens[0], false);
+    expect_eq(rill_sleep(0.01), 0); /* the ring fills: the source rewrites its buffer */
+    expect_eq(t.produced, 1 + DEPTH);
+    for (int i = 1; i < NTEXTS; i++) {
+        expect_eq(rill_gen_next(g, &v), 1);
+        expect_text(v, i, text_lens[i], false);
+    }
+    expect_eq(rill_gen_next(g, NULL), 0);
+    expect_eq(t.cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, prefetch_sized_runs_ahead_by_depth_values_and_never_more) {
+    enum { DEPTH = 4, N = 30 };
+    size_t lens[N];
+    for (int i = 0; i < N; i++) lens[i] = (size_t)(i * 997 % 3000);
+    int consumed = 0;
+    texts t = {.lens = lens, .count = N, .consumed = &consumed};
+    rill_gen *g = rill_gen_prefetch_sized(texts_new(&t), DEPTH, rill_size_str, NULL);
+    cr_assert(g);
+    const char *v;
+    rill_foreach(v, g) {
+        expect_text(v, consumed, lens[consumed], false);
+        consumed++;
+        expect_eq(rill_sleep(0.001), 0); /* a slow consumer: the source gets ahead */
+        cr_assert(t.produced - consumed <= DEPTH, "%d produced, %d consumed, depth %d",
+                  t.produced, consumed, DEPTH);
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(consumed, N);
+    expect_eq(t.max_lead, DEPTH); /* as far ahead as allowed, and no further */
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, merge_sized_copies_the_values_of_every_source) {
+    enum { NSRC = 3 };
+    texts t[NSRC];
+    rill_gen *srcs[NSRC];
+    for (int i = 0; i < NSRC; i++) {
+        t[i] = (texts){.lens = text_lens, .count = NTEXTS};
+        srcs[i] = texts_new(&t[i]);
+    }
+    rill_gen *g = rill_gen_merge_sized(srcs, NSRC, rill_size_str, NULL);
+    cr_assert(g, "rill_gen_merge_sized: %s", strerror(errno));
+    /* Sources yield the same texts, each in order: the k-th value of a
+     * length is from the source that got there k-th. */
+    int seen[NTEXTS] = {0}, total = 0;
+    const char *v;
+    rill_foreach(v, g) {
+        size_t n = strlen(v);
+        int i = n ? v[0] - 'a' : 1; /* the one empty value is the second */
+        cr_assert(i >= 0 && i < NTEXTS, "unexpected value of %zu bytes", n);
+        expect_text(v, i, text_lens[i], false);
+        seen[i]++;
+        total++;
+    }
+    expect_eq(rill_gen_status(g), 0);
+    expect_eq(total, NSRC * NTEXTS);
+    for (int i = 0; i < NTEXTS; i++) expect_eq(seen[i], NSRC);
+    for (int i = 0; i < NSRC; i++) expect_eq(t[i].cleanups, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(adapt, rill_size_str_counts_the_terminating_nul_and_gives_0_for_null) {
+    expect_eq(rill_size_str("", NULL), 1);
+    expect_eq(rill_size_str("abc", NULL), 4);
+    expect_eq(rill_size_str(NULL, NULL), 0);
+    return 0;
+}
+
+/* A size of 0 for every value. */
+static size_t no_size(const void *item, void *ctx) {
+    (void)item, (void)ctx;
+    return 0;
+}
+
+enum { SIZED_MAP, SIZED_PREFETCH, SIZED_MERGE, NSIZED };
+static const char *const sized_names[NSIZED] = {"map_sized", "prefetch_sized", "merge_sized"};
+
+/* The sized adapter of kind k over src, sizing with size_fn. */
+static rill_gen *sized(int k, rill_gen *src, rill_size_fn *size_fn) {
+    rill_gen *g = NULL;
+    switch (k) {
+    case SIZED_MAP: g = rill_gen_map_sized(src, map_into_fn, size_fn, &identity); break;
+    case SIZED_PREFETCH: g = rill_gen_prefetch_sized(src, 2, size_fn, NULL); break;
+    case SIZED_MERGE: g = rill_gen_merge_sized(&src, 1, size_fn, NULL); break;
+    }
+    cr_assert(g, "rill_gen_%s: %s", sized_names[k], strerror(errno));
+    return g;
+}
+
+/* Every sized adapter ends with err once size_fn measures the first value,
+ * after closing its source. */
+static void expect_sized_end(rill_size_fn *size_fn, int err) {
+    for (int k = 0; k < NSIZED; k++) {
+        source s = {.count = -1};
+        rill_gen *g = sized(k, source_new(&s), size_fn);
+        int rc = rill_gen_next(g, NULL);
+        cr_assert_eq(rc, err, "%s: %d (%s), expected %d (%s)", sized_names[k], rc,
+                     rill_strerror(rc), err, rill_strerror(err));
+        expect_eq(rill_gen_status(g), err);
+        cr_assert_eq(s.cleanups, 1, "%s: the source cleaned up %d times", sized_names[k],
+                     s.cleanups);
+        expect_eq(rill_gen_next(g, NULL), 0);
+        rill_gen_free(g);
+        expect_eq(s.cleanups, 1);
+    }
+}
+
+FIBER_TEST(adapt, a_size_of_zero_ends_a_sized_adapter_with_einval) {
+    expect_sized_end(no_size, -EINVAL);
+    return 0;
+}
+
+/* The ENOMEM tests ask for sizes no allocator can give.  The sanitizers
+ * report such a request (as a bug, or with a warning when told to return
+ * NULL) instead of failing it quietly: the plain and valgrind runs test them. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+/* A size no allocator can give. */
+static size_t huge_size(const void *item, void *ctx) {
+    (void)item, (void)ctx;
+    return SIZE_MAX / 2;
+}
+
+FIBER_TEST(adapt, a_value_too_large_to_copy_ends_a_sized_adapter_with_enomem) {
+    expect_sized_end(huge_size, -ENOMEM);
+    return 0;
+}
+
+/* ENOMEM where creating the adapter needs memory it cannot have. */
+FIBER_TEST(adapt, an_adapter_too_large_to_allocate_fails_with_enomem_and_leaves_the_source) {
+    source s = {.count = 2};
+    rill_gen *src = source_new(&s);
+    errno = 0;
+    cr_assert_null(rill_gen_map_into(src, map_into_fn, SIZE_MAX / 2, &identity));
+    expect_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(rill_gen_prefetch_sized(src, SIZE_MAX / 64, int_size, NULL));
+    expect_eq(errno, ENOMEM);
+    expect_ints(src, (const int[]){0, 1}, 2);
+    rill_gen_free(src);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+#endif
+
+/* int_size, for values that must not be NULL. */
+static size_t int_size_not_null(const void *item, void *ctx) {
+    cr_assert(item, "a size function was called with NULL");
+    return int_size(item, ctx);
+}
+
+FIBER_TEST(adapt, a_null_value_ends_a_sized_adapter_with_einval_without_measuring_it) {
+    for (int k = 0; k < NSIZED; k++) {
+        rill_gen *g = sized(k, rill_gen_new(yields_null, NULL), int_size_not_null);
+        void *v;
+        expect_eq(rill_gen_next(g, &v), 1);
+        expect_eq(rill_gen_next(g, &v), -EINVAL);
+        rill_gen_free(g);
+    }
+    return 0;
+}
+
+FIBER_TEST(adapt, adapters_that_store_values_refuse_bad_arguments_and_leave_the_source) {
+    source s = {.count = 3};
+    rill_gen *src = source_new(&s);
+    mapper m = {.mul = 1};
+    expect_einval(rill_gen_map_into(NULL, map_into_fn, sizeof(int), &m));
+    expect_einval(rill_gen_map_into(src, NULL, sizeof(int), &m));
+    expect_einval(rill_gen_map_into(src, map_into_fn, 0, &m));
+    expect_einval(rill_gen_map_sized(NULL, map_into_fn, int_size, &m));
+    expect_einval(rill_gen_map_sized(src, NULL, int_size, &m));
+    expect_einval(rill_gen_map_sized(src, map_into_fn, NULL, &m));
+    expect_einval(rill_gen_prefetch_sized(NULL, 2, int_size, NULL));
+    expect_einval(rill_gen_prefetch_sized(src, 0, int_size, NULL));
+    expect_einval(rill_gen_prefetch_sized(src, 2, NULL, NULL));
+    expect_einval(rill_gen_prefetch_sized(src, SIZE_MAX, int_size, NULL)); /* overflows */
+    rill_gen *srcs[2] = {src, src};
+    expect_einval(rill_gen_merge_sized(NULL, 1, int_size, NULL));
+    expect_einval(rill_gen_merge_sized(srcs, 0, int_size, NULL));
+    expect_einval(rill_gen_merge_sized(srcs, 1, NULL, NULL));
+    expect_einval(rill_gen_merge_sized(srcs, 2, int_size, NULL)); /* twice */
+    rill_gen *owner = rill_gen_take(src, 10);
+    cr_assert(owner);
+    expect_einval(rill_gen_map_into(src, map_into_fn, sizeof(int), &m)); /* owned */
+    expect_einval(rill_gen_prefetch_sized(src, 2, int_size, NULL));
+    expect_eq(s.started, 0);
+    expect_ints(owner, (const int[]){0, 1, 2}, 3); /* still whole */
+    expect_eq(rill_gen_next(owner, NULL), 0);
+    rill_gen_free(owner);
+    expect_eq(s.cleanups, 1);
+    return 0;
+}
+
+
+/* ---- a file's lines through adapters ---------------------------------------- */
+
+/* Write a temp file (path: a mkstemp template) whose line i is lens[i]
+ * copies of letter(i). */
+static void write_lines(char *path, const size_t *lens, int n) {
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+    FILE *f = fdopen(fd, "w");
+    cr_assert(f);
+    for (int i = 0; i < n; i++) {
+        for (size_t j = 0; j < lens[i]; j++) putc(letter(i), f);
+        putc('\n', f);
+    }
+    cr_assert_eq(fclose(f), 0);
+}
+
+static int nothing(void *arg) {
+    (void)arg;
+    return 0;
+}
+
+/* The fds open once the thread pool has been used in this run: its first
+ * job opens the fd that wakes the loop, which stays until the run's end. */
+static int fds_once_the_pool_runs(void) {
+    expect_eq(rill_to_thread(nothing, NULL), 0);
+    return count_open_fds();
+}
+
+/* rill_gen_map's function that counts the lines read, passing them on. */
+static int count_fn(void *in, void **out, void *ctx) {
+    ++*(int *)ctx;
+    *out = in;
+    return 0;
+}
+
+/* Wait until *nread reaches want (the reads go through the thread pool:
+ * generously), then a little longer, to see whether it goes beyond. */
+static void wait_until_read(const int *nread, int want) {
+    double deadline = rill_now() + 10;
+    while (*nread < want && rill_now() < deadline) expect_eq(rill_sleep(0.002), 0);
+    expect_eq(rill_sleep(0.02), 0);
+}
+
+FIBER_TEST(adapt, a_files_lines_prefetched_in_one_line_arrive_whole_and_in_order) {
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    rill_gen *lines = rill_gen_prefetch_sized(rill_file_lines(path), 64, rill_size_str, NULL);
+    cr_assert(lines, "%s", strerror(errno));
+    const char *line;
+    int i = 0;
+    rill_foreach(line, lines) {
+        cr_assert(i < NTEXTS, "more lines than written");
+        expect_text(line, i, text_lens[i], false);
+        expect_eq(rill_sleep(0.001), 0); /* the file is read meanwhile */
+        i++;
+    }
+    expect_eq(rill_gen_status(lines), 0);
+    expect_eq(i, NTEXTS);
+    rill_gen_free(lines);
+    unlink(path);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_files_lines_are_read_ahead_by_depth_lines_and_no_more) {
+    enum { DEPTH = 4 };
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    int nread = 0;
+    rill_gen *lines = rill_gen_prefetch_sized(rill_gen_map(rill_file_lines(path), count_fn, &nread),
+                                              DEPTH, rill_size_str, NULL);
+    cr_assert(lines);
+    void *v;
+    expect_eq(rill_gen_next(lines, &v), 1);
+    expect_text(v, 0, text_lens[0], false);
+    wait_until_read(&nread, 1 + DEPTH);
+    expect_eq(nread, 1 + DEPTH); /* the consumer took one; DEPTH wait for it */
+    for (int i = 1; i < NTEXTS; i++) {
+        expect_eq(rill_gen_next(lines, &v), 1);
+        expect_text(v, i, text_lens[i], false);
+        cr_assert(nread - (i + 1) <= DEPTH, "%d lines read, %d consumed", nread, i + 1);
+    }
+    expect_eq(rill_gen_next(lines, NULL), 0);
+    rill_gen_free(lines);
+    unlink(path);
+    return 0;
+}
+
+/* The pipeline a user writes: lines read ahead, each made a new string. */
+FIBER_TEST(adapt, a_files_lines_read_ahead_and_mapped_to_new_strings) {
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    rill_gen *upper = rill_gen_map_sized(
+        rill_gen_prefetch_sized(rill_file_lines(path), 64, rill_size_str, NULL), upper_fn,
+        rill_size_str, NULL);
+    cr_assert(upper);
+    const char *line;
+    int i = 0;
+    rill_foreach(line, upper) {
+        expect_text(line, i, text_lens[i], true);
+        i++;
+    }
+    expect_eq(rill_gen_status(upper), 0);
+    expect_eq(i, NTEXTS);
+    rill_gen_free(upper);
+    unlink(path);
+    return 0;
+}
+
+/* What a parser of lines makes of one. */
+typedef struct line_info {
+    size_t len;
+    char first;
+} line_info;
+
+static int line_info_fn(void *in, void *out, void *ctx) {
+    (void)ctx;
+    const char *s = in;
+    *(line_info *)out = (line_info){strlen(s), s[0]};
+    return 0;
+}
+
+/* Fails with -EMSGSIZE on a line over 64 KiB. */
+static int fails_on_long(void *in, void *out, void *ctx) {
+    if (strlen(in) > 65536) return -EMSGSIZE;
+    return line_info_fn(in, out, ctx);
+}
+
+FIBER_TEST(adapt, a_files_lines_read_ahead_and_parsed_into_structs) {
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    rill_gen *infos = rill_gen_map_into(
+        rill_gen_prefetch_sized(rill_file_lines(path), 64, rill_size_str, NULL), line_info_fn,
+        sizeof(line_info), NULL);
+    cr_assert(infos);
+    line_info *li;
+    int i = 0;
+    rill_foreach(li, infos) {
+        expect_eq(li->len, text_lens[i]);
+        expect_eq(li->first, text_lens[i] ? letter(i) : 0);
+        i++;
+    }
+    expect_eq(rill_gen_status(infos), 0);
+    expect_eq(i, NTEXTS);
+    rill_gen_free(infos);
+    unlink(path);
+    return 0;
+}
+
+/* Whether the reader is mid-read or waiting for a slot (its source
+ * suspended) when the consumer breaks off, and whether the consumer closes
+ * or frees: the file is closed and the reader gone at once. */
+FIBER_TEST(adapt, breaking_out_of_prefetched_lines_closes_the_file_and_stops_the_reader) {
+    enum { DEPTH = 2 };
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    for (int c = 0; c < 4; c++) {
+        bool ring_full = c & 1, close_first = c & 2;
+        int fds = fds_once_the_pool_runs(), nread = 0;
+        rill_gen *lines = rill_gen_prefetch_sized(
+            rill_gen_map(rill_file_lines(path), count_fn, &nread), DEPTH, rill_size_str, NULL);
+        cr_assert(lines);
+        expect_eq(count_open_fds(), fds + 1); /* the file is open */
+        const char *line;
+        int n = 0;
+        rill_foreach(line, lines) {
+            expect_text(line, n, text_lens[n], false);
+            if (++n == 3) break;
+        }
+        expect_eq(n, 3);
+        if (ring_full) wait_until_read(&nread, n + DEPTH);
+        expect_eq(live_fibers(), 2); /* main, and the reader */
+        if (close_first) {
+            expect_eq(rill_gen_close(lines), 0);
+            expect_eq(count_open_fds(), fds);
+            expect_eq(live_fibers(), 1);
+        }
+        rill_gen_free(lines);
+        expect_eq(count_open_fds(), fds);
+        expect_eq(live_fibers(), 1);
+    }
+    unlink(path);
+    return 0;
+}
+
+FIBER_TEST(adapt, closing_prefetched_lines_before_the_first_value_closes_the_file) {
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    int fds = fds_once_the_pool_runs();
+    rill_gen *lines = rill_gen_prefetch_sized(rill_file_lines(path), 8, rill_size_str, NULL);
+    cr_assert(lines);
+    expect_eq(count_open_fds(), fds + 1);
+    expect_eq(rill_gen_close(lines), 0);
+    expect_eq(count_open_fds(), fds);
+    expect_eq(rill_gen_next(lines, NULL), 0);
+    rill_gen_free(lines);
+    unlink(path);
+    return 0;
+}
+
+FIBER_TEST(adapt, a_map_function_error_on_prefetched_lines_closes_the_file) {
+    char path[] = "/tmp/rill-adapt-XXXXXX";
+    write_lines(path, text_lens, NTEXTS);
+    int fds = fds_once_the_pool_runs();
+    rill_gen *g = rill_gen_map_into(
+        rill_gen_prefetch_sized(rill_file_lines(path), 4, rill_size_str, NULL), fails_on_long,
+        sizeof(line_info), NULL);
+    cr_assert(g);
+    int n = 0, rc;
+    while ((rc = rill_gen_next(g, NULL)) == 1) n++;
+    expect_eq(rc, -EMSGSIZE);
+    expect_eq(n, 2); /* the third line is the first over 64 KiB */
+    expect_eq(count_open_fds(), fds);
+    expect_eq(live_fibers(), 1);
+    rill_gen_free(g);
+    unlink(path);
+    return 0;
 }
