@@ -26,8 +26,13 @@
  *     several threads may each run one.  Only the functions of "Threads"
  *     that say so may be called from another thread.
  *
- * GNU C extensions: none are needed to use this header.  Internally the
- * library uses C11 plus POSIX (ucontext, mmap, sigaltstack).
+ * GNU C extensions: none are needed to use this header, except by the
+ * two cleanup macros RILL_GEN_AUTO and RILL_SCOPE_AUTO (the `cleanup`
+ * attribute of GCC and Clang) and rill_foreach (__COUNTER__).  Internally
+ * the library uses C11 plus POSIX (ucontext, mmap, sigaltstack, dladdr) and
+ * three GCC/Clang builtins: __builtin_dwarf_cfa (the caller's stack pointer,
+ * to find scopes left in frames that have returned), __builtin_return_address
+ * (where a scope was entered, for that report) and always_inline.
  */
 #ifndef RILL_H
 #define RILL_H
@@ -335,7 +340,9 @@ RILL_API void rill_scope_enter_at(rill_scope *s, double deadline);
 
 /* Move s's deadline (absolute; RILL_FOREVER removes it), as asyncio's
  * Timeout.reschedule().  A deadline that already fired stays fired.  No
- * effect (errno EINVAL) if s is not open. */
+ * effect (errno EINVAL) if s is not open (entered with rill_scope_enter and
+ * not exited; a scope its task or generator left open when it returned is
+ * closed).  May be called from any fiber of the runtime. */
 RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
 
 /* Shield s (on) from the cancellation of outer scopes, or stop shielding it.
@@ -348,12 +355,12 @@ RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
  * wait with rill_join(), which a cancellation interrupts while the task
  * keeps running; then rill_detach() the task (or join it later).  Its arg
  * must outlive the caller (README, "Cleanup and shields", shows both).
- * No effect (errno EINVAL) if s is not open. */
+ * No effect (errno EINVAL) if s is not open (see rill_scope_reschedule). */
 RILL_API void rill_scope_shield(rill_scope *s, bool on);
 
 /* Cancel s: blocking calls inside it return -ECANCELED until it is exited.
  * May be called from any fiber of the runtime.  No effect (errno EINVAL) if s
- * is not open. */
+ * is not open (see rill_scope_reschedule). */
 RILL_API void rill_scope_cancel(rill_scope *s);
 
 /* Leave s, which must be the caller's innermost scope (a task group

@@ -40,6 +40,25 @@
  * calls unhook and wakes with -ECANCELED.  Whichever comes first wins: once
  * woken, a fiber is READY and no longer interruptible, so a hand-off is never
  * lost and a cancelled wait leaves nothing behind.
+ *
+ * Scopes
+ * ------
+ * A fiber's scopes form a chain through rill_scope.parent, innermost first
+ * (fiber.scope); a generator's root scope hangs below its consumer's chain
+ * while the body runs.  A scope that user code entered lives in that code's
+ * memory, usually a frame: nothing may read it once the frame has returned.
+ * So every call that reads the chain (rill__checkpoint, the scope calls,
+ * resuming a generator, rill_yield) first judges each scope by address
+ * against RILL__CALLER_SP(), the stack pointer of the user code calling
+ * rill (rill__scope_chain_check): a recorded scope below it is reported and
+ * the process aborts, before the walk follows its `parent`.  Recorded means
+ * in rt->scopes, the table of open scopes entered with rill_scope_enter or
+ * opened by rill_group_init in user code: it answers "is s open, and whose"
+ * without reading s.  rill's own scopes (task and generator roots, groups in
+ * rill's frames) are not recorded and never judged.  RILL__CALLER_SP() is
+ * exact only where it is written in the public function itself or in code
+ * always inlined into it (RILL__INLINE): blocking helpers that check are
+ * inlined for that reason.
  */
 #ifndef RILL_INTERNAL_H
 #define RILL_INTERNAL_H
