@@ -281,8 +281,15 @@ RILL_API int rill_sleep(double seconds);
 RILL_API int rill_sleep_until(double deadline);
 
 /* Wait until fd is ready for `events` (RILL_READ and/or RILL_WRITE).  Returns
- * the ready subset (> 0), -ECANCELED, -EBADF if fd is negative or not open,
- * -EINVAL if events has no known bit, -EPERM outside a fiber. */
+ * the ready subset (> 0), -ECANCELED, -EINVAL if events has no known bit,
+ * -EPERM outside a fiber, -ENOMEM, or -EBADF if fd is negative, not open,
+ * opened O_PATH, or closed (by another fiber, say) before the loop next
+ * polls: fds are checked right before that poll, so -EBADF may come after
+ * other fibers have run.  An fd closed later, once the kernel watches it,
+ * wakes nobody (epoll drops it silently): close an fd only when no fiber
+ * waits on it, or cancel its waiters first.  Regular files, directories
+ * and the like, which the kernel cannot poll, are always ready, as poll()
+ * says. */
 RILL_API int rill_wait_fd(int fd, int events);
 
 /* The task's name ("main" for rill_run's main, "task-N" by default); "?" for

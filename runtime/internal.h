@@ -260,6 +260,11 @@ typedef struct rill__rt {
     unsigned abandoned_jobs;   /* detached jobs whose callers gave up: the
                                   run ends only after they have */
     bool remote_refd;
+    /* File-descriptor waits (wait.c): each fd's waiters (fd_slots[fd]) and
+     * the fds libev will hand to the kernel at its next poll (fd_dirty). */
+    struct rill__fd_slot *fd_slots;
+    int *fd_dirty;
+    size_t fd_cap, fd_ndirty;
     /* Alternate signal stack for the overflow handler. */
     void *altstack;
     stack_t old_altstack;
@@ -283,6 +288,12 @@ void rill__fiber_track(rill__fiber *f);
 void rill__fiber_untrack(rill__fiber *f);
 /* Fire due timers now (also re-arms libev's wake-up). */
 void rill__timers_poll(void);
+/* Before libev polls (wait.c): wake, with the error the kernel would give
+ * libev, the waiters of every fd closed (or opened O_PATH) since libev was
+ * last told about it.  Returns whether it woke any.  Runs from the run's
+ * prepare watcher. */
+bool rill__fds_recheck(rill__rt *rt);
+void rill__fds_free(rill__rt *rt);
 
 /* ---- other threads (remote.c, pool.c) ------------------------------------ */
 

@@ -224,6 +224,38 @@ static void drive(rill__rt *rt, rill_task *main) {
     }
 }
 
+/* ---- the prepare watcher: what must happen right before libev polls ---------- */
+
+static void attach_tick(struct ev_loop *loop, rill__rt *rt);
+
+/* libev runs prepare watchers, then hands fd changes to the kernel, then
+ * polls.  Attached, rill runs its fibers here; in every mode (a fiber may
+ * run the loop itself) the fds they asked for are checked here, as late as
+ * possible: a closed one would make libev abort. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)w;
+    (void)revents;
+    rill__rt *rt = rill__self;
+    if (rt->attached) attach_tick(loop, rt);
+    /* Attached, a fiber made ready keeps the poll from blocking (the idle
+     * watcher); under rill_run the host runs it before polling. */
+    if (rill__fds_recheck(rt) && !rt->attached && rt->current == &rt->host)
+        ev_break(loop, EVBREAK_ONE);
+}
+
+/* rill's own hook must not keep the loop alive on its own. */
+static void prepare_start(rill__rt *rt) {
+    ev_prepare_init(&rt->prepare, on_prepare);
+    ev_prepare_start(rt->loop, &rt->prepare);
+    ev_unref(rt->loop);
+}
+
+static void prepare_stop(rill__rt *rt) {
+    if (!ev_is_active(&rt->prepare)) return;
+    ev_ref(rt->loop);
+    ev_prepare_stop(rt->loop, &rt->prepare);
+}
+
 /* ---- runtime lifetime -------------------------------------------------------- */
 
 static rill__rt *rt_new(struct ev_loop *loop, bool own) {
@@ -253,8 +285,10 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
 static void rt_free(rill__rt *rt) {
     if (rt->loop) {
         ev_timer_stop(rt->loop, &rt->wakeup);
+        prepare_stop(rt);
         rill__remote_end(rt);
     }
+    rill__fds_free(rt);
     rill__tasks_free_unjoined();
     while (rt->free_tasks) {
         rill_task *t = rt->free_tasks;
@@ -298,7 +332,9 @@ static void rt_release(rill__rt *rt) {
         return;
     }
     ev_timer_stop(rt->loop, &rt->wakeup);
+    prepare_stop(rt);
     rill__remote_end(rt);
+    rill__fds_free(rt);
     rill__tasks_free_unjoined();
     if (rt->own_loop) ev_loop_destroy(rt->loop);
     rt->loop = NULL;
@@ -334,6 +370,7 @@ int rill_run(rill_fn *main, void *arg) {
         return -ENOMEM;
     }
     rt->main = t;
+    prepare_start(rt);
     drive(rt, t);
     int status = rt->deadlocked ? -EDEADLK : t->status;
     rt->main = NULL;
@@ -357,12 +394,6 @@ static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
     rill__remote_keepalive(rt);
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
-    (void)w;
-    (void)revents;
-    attach_tick(loop, rill__self);
-}
-
 static void on_check(struct ev_loop *loop, ev_check *w, int revents) {
     (void)w;
     (void)revents;
@@ -380,13 +411,11 @@ int rill_attach(struct ev_loop *loop) {
     int err = 0;
     rill__rt *rt = rt_acquire(loop, false, &err);
     if (!rt) return err;
-    ev_prepare_init(&rt->prepare, on_prepare);
     ev_check_init(&rt->check, on_check);
     ev_idle_init(&rt->idle, on_idle);
     /* rill's own hooks must not keep the user's loop alive on their own;
      * its timers, fd waits and ready fibers do. */
-    ev_prepare_start(loop, &rt->prepare);
-    ev_unref(loop);
+    prepare_start(rt);
     ev_check_start(loop, &rt->check);
     ev_unref(loop);
     rt->attached = true;
@@ -397,8 +426,7 @@ int rill_detach_loop(void) {
     rill__rt *rt = rill__self;
     if (!rt || !rt->attached) return -EINVAL;
     if (rt->current != &rt->host) return -EPERM;
-    ev_ref(rt->loop);
-    ev_prepare_stop(rt->loop, &rt->prepare);
+    /* The prepare watcher stays: drive() needs its fd checks too. */
     ev_ref(rt->loop);
     ev_check_stop(rt->loop, &rt->check);
     ev_idle_stop(rt->loop, &rt->idle);
