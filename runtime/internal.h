@@ -293,6 +293,9 @@ void rill__timers_poll(void);
  * last told about it.  Returns whether it woke any.  Runs from the run's
  * prepare watcher. */
 bool rill__fds_recheck(rill__rt *rt);
+/* In a forked child: libev hands every watched fd to the kernel afresh, and
+ * the child may close some first (the parent's): check them all. */
+void rill__fds_after_fork(rill__rt *rt);
 void rill__fds_free(rill__rt *rt);
 
 /* ---- other threads (remote.c, pool.c) ------------------------------------ */
@@ -320,8 +323,11 @@ void rill__remote_keepalive(rill__rt *rt);
 bool rill__remote_close(rill__rt *rt);
 /* The run is over: stop the watcher and drop the run's reference. */
 void rill__remote_end(rill__rt *rt);
-/* In a forked child: the handle's mutex starts afresh (pool.c's fork). */
-void rill__remote_after_fork(void);
+/* fork(): the forking thread's handle is kept whole across it, and starts
+ * afresh in the child (sched.c's pthread_atfork handlers). */
+void rill__remote_fork_prepare(rill__rt *rt);
+void rill__remote_fork_parent(rill__rt *rt);
+void rill__remote_after_fork(rill__rt *rt);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 

@@ -2,6 +2,7 @@
  * The scheduler: run queue, the host loop on libev, deadlock detection,
  * embedding, and rill_dump.  The rules are in internal.h.
  */
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -258,7 +259,31 @@ static void prepare_stop(rill__rt *rt) {
 
 /* ---- runtime lifetime -------------------------------------------------------- */
 
+/* fork(): the child has one thread, the forking one, so at most one
+ * runtime lives on there, that thread's, and it keeps its run.  libev's
+ * loop shares its kernel state (the epoll set, the wake-up fd) with the
+ * parent's until told of the fork: ev_loop_fork makes the child's next
+ * iteration create its own.  pthread_atfork handlers, rather than a
+ * getpid() check per iteration: they run before the child runs any code,
+ * cost nothing until a fork, and reset mutexes that other threads held. */
+static void fork_prepare(void) { rill__remote_fork_prepare(rill__self); }
+static void fork_parent(void) { rill__remote_fork_parent(rill__self); }
+
+static void fork_child(void) {
+    rill__rt *rt = rill__self;
+    if (!rt || !rt->loop) return;
+    ev_loop_fork(rt->loop);
+    rill__fds_after_fork(rt);
+    rill__remote_after_fork(rt);
+}
+
+static void fork_hooks(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 static rill__rt *rt_new(struct ev_loop *loop, bool own) {
+    /* Once per process, with the first runtime: before it, no run exists
+     * that a fork could split. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fork_hooks);
     rill__rt *rt = calloc(1, sizeof *rt);
     if (!rt) return NULL;
     rt->loop = loop;

@@ -265,6 +265,11 @@ bool rill__fds_recheck(rill__rt *rt) {
     return woke;
 }
 
+void rill__fds_after_fork(rill__rt *rt) {
+    for (size_t fd = 0; fd < rt->fd_cap; fd++)
+        if (rt->fd_slots[fd].head) mark(rt, (int)fd);
+}
+
 void rill__fds_free(rill__rt *rt) {
     free(rt->fd_slots);
     free(rt->fd_dirty);
