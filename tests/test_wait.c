@@ -2,6 +2,7 @@
  * a cancelled wait leaves nothing behind (DESIGN §3, §4, §8 rill_wait_fd). */
 #include <ev.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -223,14 +224,24 @@ static void race_close(int fd, const int *events, int nwaiters, bool closer_firs
 
 FIBER_TEST(wait, closing_an_fd_in_the_round_its_wait_starts_wakes_the_waiter_with_ebadf) {
     int fds[2];
-    static const int read[] = {RILL_READ}, write[] = {RILL_WRITE};
+    static const int rd[] = {RILL_READ}, wr[] = {RILL_WRITE};
     for (int closer_first = 0; closer_first < 2; closer_first++) {
         cr_assert_eq(pipe(fds), 0);
-        race_close(fds[0], read, 1, closer_first);  /* nothing to read yet */
-        race_close(fds[1], write, 1, closer_first); /* writable at once */
+        race_close(fds[0], rd, 1, closer_first);  /* nothing to read yet */
+        race_close(fds[1], wr, 1, closer_first); /* writable at once */
     }
-    /* The loop goes on working for descriptors that stay open. */
+    /* The loop goes on working for descriptors that stay open, also while
+     * a high fd makes room for itself and another closes. */
     cr_assert_eq(pipe(fds), 0);
+    fd_wait_arg low = {fds[0], RILL_READ, 1};
+    rill_task *t = rill_spawn(waits_on_fd, &low);
+    expect_eq(rill_sleep(0.005), 0);
+    int high = fcntl(fds[1], F_DUPFD, 300);
+    cr_assert(high >= 300);
+    race_close(high, wr, 1, false);
+    cr_assert_eq(write(fds[1], "x", 1), 1);
+    expect_eq(rill_join(t), 0);
+    expect_eq(low.rc, RILL_READ);
     expect_eq(rill_wait_fd(fds[1], RILL_WRITE), RILL_WRITE);
     close(fds[0]);
     close(fds[1]);
@@ -289,6 +300,11 @@ FIBER_TEST(wait, wait_fd_on_an_unpollable_fd_fails_and_on_a_file_is_ready) {
     expect_eq(rill_wait_fd(null, RILL_WRITE), RILL_WRITE);
     close(dir);
     close(null);
+    /* An eventfd is polled as usual. */
+    int efd = eventfd(0, 0);
+    cr_assert(efd >= 0);
+    expect_eq(rill_wait_fd(efd, RILL_WRITE), RILL_WRITE);
+    close(efd);
     return 0;
 }
 
