@@ -246,7 +246,8 @@ typedef struct rill__rt {
     uint64_t timer_seq;
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
-    /* Embedding (rill_attach). */
+    /* Right before each poll, in every mode: fd checks (and, attached, a
+     * tick of the fibers).  Embedding (rill_attach): check and idle. */
     ev_prepare prepare;
     ev_check check;
     ev_idle idle;
