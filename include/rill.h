@@ -290,8 +290,15 @@ RILL_API int rill_sleep(double seconds);
 RILL_API int rill_sleep_until(double deadline);
 
 /* Wait until fd is ready for `events` (RILL_READ and/or RILL_WRITE).  Returns
- * the ready subset (> 0), -ECANCELED, -EBADF if fd is negative or not open,
- * -EINVAL if events has no known bit, -EPERM outside a fiber. */
+ * the ready subset (> 0), -ECANCELED, -EINVAL if events has no known bit,
+ * -EPERM outside a fiber, -ENOMEM, or -EBADF if fd is negative, not open,
+ * opened O_PATH, or closed (by another fiber, say) before the loop next
+ * polls: fds are checked right before that poll, so -EBADF may come after
+ * other fibers have run.  An fd closed later, once the kernel watches it,
+ * wakes nobody (epoll drops it silently): close an fd only when no fiber
+ * waits on it, or cancel its waiters first.  Regular files, directories
+ * and the like, which the kernel cannot poll, are always ready, as poll()
+ * says. */
 RILL_API int rill_wait_fd(int fd, int events);
 
 /* The task's name ("main" for rill_run's main, "task-N" by default); "?" for
@@ -594,10 +601,22 @@ RILL_API void rill_queue_free(rill_queue *q);
  * finished job wakes its caller's loop with an ev_async watcher; the
  * caller's runtime counts pending jobs as possible wake-ups, so waiting on
  * one is never reported as a deadlock.  Worker threads block asynchronous
- * signals (not faults such as SIGSEGV).  After fork() the child starts new
- * workers on demand and keeps the jobs its own thread's run had queued;
- * jobs that were already running in the parent never finish in the child,
- * so fork with none in flight.
+ * signals (not faults such as SIGSEGV).
+ *
+ * fork(): the child has only the forking thread, and keeps that thread's
+ * run (rill_run's or an attached one) with all its fibers.  rill's
+ * pthread_atfork handlers (installed with the first runtime) tell libev
+ * (ev_loop_fork), so the child's next poll makes kernel state of its own
+ * (epoll set, wake-up fd): parent and child then go on independently, fd
+ * waits, timers, rill_to_thread and calls from other threads alike.  Both
+ * copies of a fiber waiting on an fd they share wake when it is ready: the
+ * child should close the parent's fds (its waiters on them then wake with
+ * -EBADF) or leave them alone.  The child has no pool worker: it starts
+ * some at once for the jobs its run had queued, others on demand.  Jobs
+ * that were already running at the fork never finish in the child, so fork
+ * with none of the run's in flight.  Other threads' runs do not exist in
+ * the child: their handles must not be used there.  Only fork() runs the
+ * handlers (not a raw clone system call).
  *
  * Each OS thread may run its own runtime (rill_run in each thread, e.g. one
  * per core).  Runtimes share nothing: a fiber, task, generator, scope or

@@ -313,7 +313,8 @@ typedef struct rill__rt {
     rill__scope_table scopes;  /* scope.c */
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
-    /* Embedding (rill_attach). */
+    /* Right before each poll, in every mode: fd checks (and, attached, a
+     * tick of the fibers).  Embedding (rill_attach): check and idle. */
     ev_prepare prepare;
     ev_check check;
     ev_idle idle;
@@ -327,6 +328,11 @@ typedef struct rill__rt {
     unsigned abandoned_jobs;   /* detached jobs whose callers gave up: the
                                   run ends only after they have */
     bool remote_refd;
+    /* File-descriptor waits (wait.c): each fd's waiters (fd_slots[fd]) and
+     * the fds libev will hand to the kernel at its next poll (fd_dirty). */
+    struct rill__fd_slot *fd_slots;
+    int *fd_dirty;
+    size_t fd_cap, fd_ndirty;
     /* Alternate signal stack for the overflow handler. */
     void *altstack;
     stack_t old_altstack;
@@ -350,6 +356,15 @@ void rill__fiber_track(rill__fiber *f);
 void rill__fiber_untrack(rill__fiber *f);
 /* Fire due timers now (also re-arms libev's wake-up). */
 void rill__timers_poll(void);
+/* Before libev polls (wait.c): wake, with the error the kernel would give
+ * libev, the waiters of every fd closed (or opened O_PATH) since libev was
+ * last told about it.  Returns whether it woke any.  Runs from the run's
+ * prepare watcher. */
+bool rill__fds_recheck(rill__rt *rt);
+/* In a forked child: libev hands every watched fd to the kernel afresh, and
+ * the child may close some first (the parent's): check them all. */
+void rill__fds_after_fork(rill__rt *rt);
+void rill__fds_free(rill__rt *rt);
 
 /* ---- other threads (remote.c, pool.c) ------------------------------------ */
 
@@ -376,8 +391,11 @@ void rill__remote_keepalive(rill__rt *rt);
 bool rill__remote_close(rill__rt *rt);
 /* The run is over: stop the watcher and drop the run's reference. */
 void rill__remote_end(rill__rt *rt);
-/* In a forked child: the handle's mutex starts afresh (pool.c's fork). */
-void rill__remote_after_fork(void);
+/* fork(): the forking thread's handle is kept whole across it, and starts
+ * afresh in the child (sched.c's pthread_atfork handlers). */
+void rill__remote_fork_prepare(rill__rt *rt);
+void rill__remote_fork_parent(rill__rt *rt);
+void rill__remote_after_fork(rill__rt *rt);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 

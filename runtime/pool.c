@@ -61,10 +61,13 @@ static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static void fork_prepare(void) { pthread_mutex_lock(&pool.mu); }
 static void fork_parent(void) { pthread_mutex_unlock(&pool.mu); }
 
+static int start_worker(void);
+
 /* The child has only the forking thread: none of the workers, and none of
  * the parent's waiters on pool.work, so both sync objects start afresh and
  * new workers start on demand.  Jobs queued by the forking thread's own run
- * stay (its fibers in the child wait for them); other threads' jobs do not
+ * stay (its fibers in the child wait for them), and workers start for them
+ * at once: no other call may come to start one.  Other threads' jobs do not
  * exist in the child, and jobs already running at the fork never end there. */
 static void fork_child(void) {
     pthread_mutex_init(&pool.mu, NULL);
@@ -89,7 +92,10 @@ static void fork_child(void) {
         rill__list_push(&pool.queue, n);
         pool.nqueued++;
     }
-    rill__remote_after_fork();
+    pthread_mutex_lock(&pool.mu);
+    while (pool.threads < pool.nqueued && pool.threads < pool.max && start_worker() == 0) {
+    }
+    pthread_mutex_unlock(&pool.mu);
 }
 
 /* At exit: idle workers stop and are joined; busy ones (a job still running
@@ -182,6 +188,29 @@ static void *work(void *arg) {
     return NULL;
 }
 
+/* One more worker, under pool.mu: 0 or an errno. */
+static int start_worker(void) {
+    /* Workers take no asynchronous signal: the program's handlers stay on
+     * its own threads (the loops' ev_signal watchers among them).  A fault
+     * in a job is still reported where it happens. */
+    sigset_t all, old;
+    sigfillset(&all);
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
+    for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) sigdelset(&all, faults[k]);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    worker *w = calloc(1, sizeof *w);
+    int err = w ? pthread_create(&w->tid, NULL, work, w) : ENOMEM;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        free(w);
+        return err;
+    }
+    w->next = pool.workers;
+    pool.workers = w;
+    pool.threads++;
+    return 0;
+}
+
 /* Queue j; start a worker if every one is busy and the pool may grow. */
 static int submit(job *j) {
     pthread_once(&pool_once, pool_init);
@@ -193,27 +222,11 @@ static int submit(job *j) {
     rill__list_push(&pool.queue, &j->node);
     pool.nqueued++;
     int rc = 0;
-    if (pool.nqueued > pool.idle && pool.threads < pool.max) {
-        /* Workers take no asynchronous signal: the program's handlers stay
-         * on its own threads (the loops' ev_signal watchers among them).  A
-         * fault in a job is still reported where it happens. */
-        sigset_t all, old;
-        sigfillset(&all);
-        static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-        for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) sigdelset(&all, faults[k]);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        worker *w = calloc(1, sizeof *w);
-        int err = w ? pthread_create(&w->tid, NULL, work, w) : ENOMEM;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (err == 0) {
-            w->next = pool.workers;
-            pool.workers = w;
-            pool.threads++;
-        } else if (free(w), pool.threads == 0) { /* nobody would ever run it */
-            rill__list_remove(&j->node);
-            pool.nqueued--;
-            rc = -EAGAIN;
-        }
+    if (pool.nqueued > pool.idle && pool.threads < pool.max && start_worker() != 0 &&
+        pool.threads == 0) { /* nobody would ever run it */
+        rill__list_remove(&j->node);
+        pool.nqueued--;
+        rc = -EAGAIN;
     }
     if (rc == 0 && pool.idle) pthread_cond_signal(&pool.work);
     pthread_mutex_unlock(&pool.mu);

@@ -286,8 +286,22 @@ void rill__remote_end(rill__rt *rt) {
     rill__remote_unref(h);
 }
 
-void rill__remote_after_fork(void) {
-    rill_runtime *h = rill__self ? rill__self->remote : NULL;
-    /* Another thread may have held it at the fork: it exists no more. */
-    if (h) pthread_mutex_init(&h->mu, NULL);
+/* ---- fork ------------------------------------------------------------------- */
+
+/* The forking thread's handle is locked across the fork, so that the
+ * child's copy of it (the inbox, above all) is whole. */
+void rill__remote_fork_prepare(rill__rt *rt) {
+    if (rt && rt->remote) pthread_mutex_lock(&rt->remote->mu);
+}
+
+void rill__remote_fork_parent(rill__rt *rt) {
+    if (rt && rt->remote) pthread_mutex_unlock(&rt->remote->mu);
+}
+
+/* Its ev_async works in the child once libev's loop has been told of the
+ * fork (a new wake-up fd, sched.c); posts accepted before the fork are in
+ * the inbox and still run.  Holders of its references on other threads do
+ * not exist in the child: the child's run never sees them let go. */
+void rill__remote_after_fork(rill__rt *rt) {
+    if (rt && rt->remote) pthread_mutex_init(&rt->remote->mu, NULL);
 }

@@ -215,9 +215,65 @@ static void drive(rill__rt *rt, rill_task *main) {
     }
 }
 
+/* ---- the prepare watcher: what must happen right before libev polls ---------- */
+
+static void attach_tick(struct ev_loop *loop, rill__rt *rt);
+
+/* libev runs prepare watchers, then hands fd changes to the kernel, then
+ * polls.  Attached, rill runs its fibers here; in every mode (a fiber may
+ * run the loop itself) the fds they asked for are checked here, as late as
+ * possible: a closed one would make libev abort. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
+    (void)w;
+    (void)revents;
+    rill__rt *rt = rill__self;
+    if (rt->attached) attach_tick(loop, rt);
+    /* Attached, a fiber made ready keeps the poll from blocking (the idle
+     * watcher); under rill_run the host runs it before polling. */
+    if (rill__fds_recheck(rt) && !rt->attached && rt->current == &rt->host)
+        ev_break(loop, EVBREAK_ONE);
+}
+
+/* rill's own hook must not keep the loop alive on its own. */
+static void prepare_start(rill__rt *rt) {
+    ev_prepare_init(&rt->prepare, on_prepare);
+    ev_prepare_start(rt->loop, &rt->prepare);
+    ev_unref(rt->loop);
+}
+
+static void prepare_stop(rill__rt *rt) {
+    if (!ev_is_active(&rt->prepare)) return;
+    ev_ref(rt->loop);
+    ev_prepare_stop(rt->loop, &rt->prepare);
+}
+
 /* ---- runtime lifetime -------------------------------------------------------- */
 
+/* fork(): the child has one thread, the forking one, so at most one
+ * runtime lives on there, that thread's, and it keeps its run.  libev's
+ * loop shares its kernel state (the epoll set, the wake-up fd) with the
+ * parent's until told of the fork: ev_loop_fork makes the child's next
+ * iteration create its own.  pthread_atfork handlers, rather than a
+ * getpid() check per iteration: they run before the child runs any code,
+ * cost nothing until a fork, and reset mutexes that other threads held. */
+static void fork_prepare(void) { rill__remote_fork_prepare(rill__self); }
+static void fork_parent(void) { rill__remote_fork_parent(rill__self); }
+
+static void fork_child(void) {
+    rill__rt *rt = rill__self;
+    if (!rt || !rt->loop) return;
+    ev_loop_fork(rt->loop);
+    rill__fds_after_fork(rt);
+    rill__remote_after_fork(rt);
+}
+
+static void fork_hooks(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+
 static rill__rt *rt_new(struct ev_loop *loop, bool own) {
+    /* Once per process, with the first runtime: before it, no run exists
+     * that a fork could split. */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, fork_hooks);
     rill__rt *rt = calloc(1, sizeof *rt);
     if (!rt) return NULL;
     rt->loop = loop;
@@ -256,8 +312,10 @@ static void rt_trim(rill__rt *rt) {
 static void rt_free(rill__rt *rt) {
     if (rt->loop) {
         ev_timer_stop(rt->loop, &rt->wakeup);
+        prepare_stop(rt);
         rill__remote_end(rt);
     }
+    rill__fds_free(rt);
     rt_trim(rt);
     rill__timers_free();
     rill__scopes_free(rt);
@@ -326,7 +384,9 @@ static void rt_release(rill__rt *rt) {
         return;
     }
     ev_timer_stop(rt->loop, &rt->wakeup);
+    prepare_stop(rt);
     rill__remote_end(rt);
+    rill__fds_free(rt);
     rt_trim(rt);
     if (rt->own_loop) ev_loop_destroy(rt->loop);
     rt->loop = NULL;
@@ -367,6 +427,7 @@ int rill_run(rill_fn *main, void *arg) {
         return -ENOMEM;
     }
     rt->main = t;
+    prepare_start(rt);
     drive(rt, t);
     int status = rt->deadlocked ? -EDEADLK : t->status;
     rt->main = NULL;
@@ -390,12 +451,6 @@ static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
     rill__remote_keepalive(rt);
 }
 
-static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
-    (void)w;
-    (void)revents;
-    attach_tick(loop, rill__self);
-}
-
 static void on_check(struct ev_loop *loop, ev_check *w, int revents) {
     (void)w;
     (void)revents;
@@ -413,13 +468,11 @@ int rill_attach(struct ev_loop *loop) {
     int err = 0;
     rill__rt *rt = rt_acquire(loop, false, &err);
     if (!rt) return err;
-    ev_prepare_init(&rt->prepare, on_prepare);
     ev_check_init(&rt->check, on_check);
     ev_idle_init(&rt->idle, on_idle);
     /* rill's own hooks must not keep the user's loop alive on their own;
      * its timers, fd waits and ready fibers do. */
-    ev_prepare_start(loop, &rt->prepare);
-    ev_unref(loop);
+    prepare_start(rt);
     ev_check_start(loop, &rt->check);
     ev_unref(loop);
     rt->attached = true;
@@ -430,8 +483,7 @@ int rill_detach_loop(void) {
     rill__rt *rt = rill__self;
     if (!rt || !rt->attached) return -EINVAL;
     if (rt->current != &rt->host) return -EPERM;
-    ev_ref(rt->loop);
-    ev_prepare_stop(rt->loop, &rt->prepare);
+    /* The prepare watcher stays: drive() needs its fd checks too. */
     ev_ref(rt->loop);
     ev_check_stop(rt->loop, &rt->check);
     ev_idle_stop(rt->loop, &rt->idle);

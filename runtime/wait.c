@@ -3,6 +3,7 @@
  * directly on it: yield, sleep, and waiting for a file descriptor.
  */
 #include <fcntl.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -151,14 +152,81 @@ int rill_sleep(double seconds) {
 
 /* ---- file descriptors ------------------------------------------------------ */
 
+/* libev hands a watcher's fd to the kernel (epoll_ctl) only just before it
+ * polls, and aborts the process if the kernel then says the fd is not open
+ * or cannot be an fd at all (closed meanwhile, or opened O_PATH).  So each
+ * fd whose interest libev will change at its next poll is on rt->fd_dirty,
+ * and rill__fds_recheck, run from a prepare watcher (libev calls those
+ * right before it applies fd changes), checks those fds once each and
+ * wakes their waiters with the error instead.  A wait costs one fcntl, as
+ * a check at its start would, but that check alone would come too early:
+ * another fiber may close the fd before the loop polls. */
+
 typedef struct fd_waiter {
     rill__waiter w;
     ev_io io;
+    struct fd_waiter *next, *prev; /* among its fd's waiters */
 } fd_waiter;
 
+struct rill__fd_slot {
+    fd_waiter *head;           /* the fd's waiters, newest first */
+    bool dirty;                /* on rt->fd_dirty */
+};
+
+static int interest(const fd_waiter *fw) {
+    int ev = 0;
+    for (; fw; fw = fw->next) ev |= fw->io.events & (EV_READ | EV_WRITE);
+    return ev;
+}
+
+static void mark(rill__rt *rt, int fd) {
+    struct rill__fd_slot *s = &rt->fd_slots[fd];
+    if (s->dirty) return;
+    s->dirty = true;
+    rt->fd_dirty[rt->fd_ndirty++] = fd; /* room: one entry per slot */
+}
+
+/* Room for fd in the tables: 0, -EBADF, -ENOMEM. */
+static int make_room(rill__rt *rt, int fd) {
+    if ((size_t)fd < rt->fd_cap) return 0;
+    /* Only an open fd grows them: a number like INT_MAX is no request for
+     * gigabytes. */
+    if (fcntl(fd, F_GETFD) < 0) return -EBADF;
+    size_t cap = rt->fd_cap ? rt->fd_cap : 64;
+    while (cap <= (size_t)fd) cap *= 2;
+    struct rill__fd_slot *slots = realloc(rt->fd_slots, cap * sizeof *slots);
+    if (!slots) return -ENOMEM;
+    memset(slots + rt->fd_cap, 0, (cap - rt->fd_cap) * sizeof *slots);
+    rt->fd_slots = slots;
+    int *dirty = realloc(rt->fd_dirty, cap * sizeof *dirty);
+    if (!dirty) return -ENOMEM; /* the slots stay, unused until next time */
+    rt->fd_dirty = dirty;
+    rt->fd_cap = cap;
+    return 0;
+}
+
+static void unlink_waiter(struct rill__fd_slot *s, fd_waiter *fw) {
+    if (fw->prev) fw->prev->next = fw->next;
+    else s->head = fw->next;
+    if (fw->next) fw->next->prev = fw->prev;
+}
+
+/* fw's wait ends (ready, or interrupted). */
+static void fd_stop(rill__rt *rt, fd_waiter *fw) {
+    int fd = fw->io.fd;
+    ev_io_stop(rt->loop, &fw->io);
+    struct rill__fd_slot *s = &rt->fd_slots[fd];
+    int before = interest(s->head);
+    unlink_waiter(s, fw);
+    /* Waiters left that want less: libev tells the kernel, so the fd is
+     * checked first. */
+    if (s->head && interest(s->head) != before) mark(rt, fd);
+}
+
 static void fd_ready(struct ev_loop *loop, ev_io *io, int revents) {
+    (void)loop;
     fd_waiter *fw = rill__container_of(io, fd_waiter, io);
-    ev_io_stop(loop, io);
+    fd_stop(rill__self, fw);
     int ready = 0;
     if (revents & EV_READ) ready |= RILL_READ;
     if (revents & EV_WRITE) ready |= RILL_WRITE;
@@ -167,8 +235,52 @@ static void fd_ready(struct ev_loop *loop, ev_io *io, int revents) {
 }
 
 static void fd_unhook(rill__waiter *w) {
-    fd_waiter *fw = rill__container_of(w, fd_waiter, w);
-    ev_io_stop(rill__self->loop, &fw->io);
+    fd_stop(rill__self, rill__container_of(w, fd_waiter, w));
+}
+
+/* Why the kernel would refuse to poll fd (0 if it would not): epoll_ctl
+ * fails with EBADF for a closed fd and for an O_PATH one.  (It refuses
+ * regular files, directories and the like with EPERM, which libev takes
+ * for "always ready", as poll() does.) */
+static int unpollable(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0) return -errno;
+    return (flags & O_PATH) ? -EBADF : 0;
+}
+
+bool rill__fds_recheck(rill__rt *rt) {
+    bool woke = false;
+    for (size_t i = 0; i < rt->fd_ndirty; i++) {
+        int fd = rt->fd_dirty[i];
+        struct rill__fd_slot *s = &rt->fd_slots[fd];
+        s->dirty = false;
+        if (!s->head) continue;
+        int err = unpollable(fd);
+        if (!err) continue;
+        /* Every waiter goes: libev then has nothing to tell the kernel. */
+        while (s->head) {
+            fd_waiter *fw = s->head;
+            ev_io_stop(rt->loop, &fw->io);
+            unlink_waiter(s, fw);
+            rill__wake(&fw->w, err);
+        }
+        woke = true;
+    }
+    rt->fd_ndirty = 0;
+    return woke;
+}
+
+void rill__fds_after_fork(rill__rt *rt) {
+    for (size_t fd = 0; fd < rt->fd_cap; fd++)
+        if (rt->fd_slots[fd].head) mark(rt, (int)fd);
+}
+
+void rill__fds_free(rill__rt *rt) {
+    free(rt->fd_slots);
+    free(rt->fd_dirty);
+    rt->fd_slots = NULL;
+    rt->fd_dirty = NULL;
+    rt->fd_cap = rt->fd_ndirty = 0;
 }
 
 int rill_wait_fd(int fd, int events) {
@@ -177,10 +289,18 @@ int rill_wait_fd(int fd, int events) {
         return -EINVAL;
     int rc = rill__checkpoint();
     if (rc) return rc;
-    if (fcntl(fd, F_GETFD) < 0) return -EBADF;
+    rill__rt *rt = rill__self;
+    rc = make_room(rt, fd);
+    if (rc) return rc;
     fd_waiter fw = {.w = {.unhook = fd_unhook, .what = "fd"}};
     int ev = ((events & RILL_READ) ? EV_READ : 0) | ((events & RILL_WRITE) ? EV_WRITE : 0);
     ev_io_init(&fw.io, fd_ready, fd, ev);
-    ev_io_start(rill__self->loop, &fw.io);
+    ev_io_start(rt->loop, &fw.io);
+    struct rill__fd_slot *s = &rt->fd_slots[fd];
+    fw.next = s->head;
+    if (s->head) s->head->prev = &fw;
+    s->head = &fw;
+    /* A new watcher makes libev (re)tell the kernel about its fd. */
+    mark(rt, fd);
     return rill__suspend(&fw.w);
 }

@@ -1,6 +1,9 @@
 /* The primitive waits: sleep, sleep_until, yield, wait_fd, and the rule that
  * a cancelled wait leaves nothing behind (DESIGN §3, §4, §8 rill_wait_fd). */
+#include <ev.h>
 #include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -183,4 +186,151 @@ FIBER_TEST(wait, a_delivered_wakeup_wins_over_a_later_cancellation) {
     expect_eq(h.join_rc, 7);           /* the wake-up was kept */
     expect_eq(h.next_rc, -ECANCELED);  /* the cancellation is seen next */
     return 0;
+}
+
+/* ---- a descriptor closed, or unusable, while a fiber waits on it ------------- */
+
+typedef struct fd_wait_arg {
+    int fd;
+    int events;
+    int rc;
+} fd_wait_arg;
+
+static int waits_on_fd(void *arg) {
+    fd_wait_arg *a = arg;
+    a->rc = rill_wait_fd(a->fd, a->events);
+    return 0;
+}
+
+static int closes_fd(void *arg) {
+    return close(*(int *)arg) == 0 ? 0 : -errno;
+}
+
+/* Waiters and a closer in one scheduling round: the closer runs after the
+ * waiters (closer_first false) or before them, before the loop polls. */
+static void race_close(int fd, const int *events, int nwaiters, bool closer_first) {
+    fd_wait_arg w[2];
+    rill_task *t[3];
+    int n = 0, closed = fd;
+    if (closer_first) t[n++] = rill_spawn(closes_fd, &closed);
+    for (int i = 0; i < nwaiters; i++) {
+        w[i] = (fd_wait_arg){fd, events[i], 1};
+        t[n++] = rill_spawn(waits_on_fd, &w[i]);
+    }
+    if (!closer_first) t[n++] = rill_spawn(closes_fd, &closed);
+    for (int i = 0; i < n; i++) expect_eq(rill_join(t[i]), 0);
+    for (int i = 0; i < nwaiters; i++) expect_eq(w[i].rc, -EBADF);
+}
+
+FIBER_TEST(wait, closing_an_fd_in_the_round_its_wait_starts_wakes_the_waiter_with_ebadf) {
+    int fds[2];
+    static const int rd[] = {RILL_READ}, wr[] = {RILL_WRITE};
+    for (int closer_first = 0; closer_first < 2; closer_first++) {
+        cr_assert_eq(pipe(fds), 0);
+        race_close(fds[0], rd, 1, closer_first);  /* nothing to read yet */
+        race_close(fds[1], wr, 1, closer_first); /* writable at once */
+    }
+    /* The loop goes on working for descriptors that stay open, also while
+     * a high fd makes room for itself and another closes. */
+    cr_assert_eq(pipe(fds), 0);
+    fd_wait_arg low = {fds[0], RILL_READ, 1};
+    rill_task *t = rill_spawn(waits_on_fd, &low);
+    expect_eq(rill_sleep(0.005), 0);
+    int high = fcntl(fds[1], F_DUPFD, 300);
+    cr_assert(high >= 300);
+    race_close(high, wr, 1, false);
+    cr_assert_eq(write(fds[1], "x", 1), 1);
+    expect_eq(rill_join(t), 0);
+    expect_eq(low.rc, RILL_READ);
+    expect_eq(rill_wait_fd(fds[1], RILL_WRITE), RILL_WRITE);
+    close(fds[0]);
+    close(fds[1]);
+    return 0;
+}
+
+FIBER_TEST(wait, closing_an_fd_two_fibers_just_started_waiting_on_wakes_both) {
+    int sv[2];
+    static const int both[] = {RILL_READ, RILL_WRITE}, reads[] = {RILL_READ, RILL_READ};
+    for (int closer_first = 0; closer_first < 2; closer_first++) {
+        cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        race_close(sv[0], both, 2, closer_first);
+        race_close(sv[1], reads, 2, closer_first);
+    }
+    return 0;
+}
+
+FIBER_TEST(wait, closing_an_fd_while_one_of_its_established_waits_is_cancelled_wakes_the_other) {
+    for (int cancel_first = 0; cancel_first < 2; cancel_first++) {
+        int fds[2];
+        cr_assert_eq(pipe(fds), 0);
+        /* Both wait past a poll: the read end is never writable. */
+        fd_wait_arg a = {fds[0], RILL_READ, 1}, b = {fds[0], RILL_WRITE, 1};
+        rill_task *ta = rill_spawn(waits_on_fd, &a), *tb = rill_spawn(waits_on_fd, &b);
+        expect_eq(rill_sleep(0.01), 0);
+        /* One round: a's watcher goes, which changes what libev asks the
+         * kernel for the fd, and the fd closes. */
+        if (cancel_first) expect_eq(rill_cancel(ta), 1);
+        close(fds[0]);
+        if (!cancel_first) expect_eq(rill_cancel(ta), 1);
+        expect_eq(rill_join(ta), 0);
+        expect_eq(rill_join(tb), 0);
+        expect_eq(a.rc, -ECANCELED);
+        expect_eq(b.rc, -EBADF);
+        close(fds[1]);
+    }
+    return 0;
+}
+
+FIBER_TEST(wait, wait_fd_on_an_unpollable_fd_fails_and_on_a_file_is_ready) {
+    int path = open("/tmp", O_PATH);
+    cr_assert(path >= 0);
+    expect_eq(rill_wait_fd(path, RILL_READ), -EBADF);
+    expect_eq(rill_wait_fd(path, RILL_READ | RILL_WRITE), -EBADF);
+    close(path);
+    /* epoll refuses regular files, directories and /dev/null, which are
+     * always ready (as poll() says): so is the wait. */
+    FILE *f = tmpfile();
+    cr_assert(f);
+    expect_eq(rill_wait_fd(fileno(f), RILL_READ), RILL_READ);
+    expect_eq(rill_wait_fd(fileno(f), RILL_READ | RILL_WRITE), RILL_READ | RILL_WRITE);
+    fclose(f);
+    int dir = open("/", O_RDONLY | O_DIRECTORY), null = open("/dev/null", O_WRONLY);
+    cr_assert(dir >= 0 && null >= 0);
+    expect_eq(rill_wait_fd(dir, RILL_READ), RILL_READ);
+    expect_eq(rill_wait_fd(null, RILL_WRITE), RILL_WRITE);
+    close(dir);
+    close(null);
+    /* An eventfd is polled as usual. */
+    int efd = eventfd(0, 0);
+    cr_assert(efd >= 0);
+    expect_eq(rill_wait_fd(efd, RILL_WRITE), RILL_WRITE);
+    close(efd);
+    return 0;
+}
+
+Test(wait, in_an_attached_loop_closing_an_fd_a_fiber_just_started_waiting_on_wakes_it,
+     .timeout = TEST_TIMEOUT) {
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    expect_eq(rill_attach(loop), 0);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    int path = open("/tmp", O_PATH);
+    cr_assert(path >= 0);
+    fd_wait_arg w = {fds[0], RILL_READ, 1}, p = {path, RILL_READ, 1};
+    int closed = fds[0];
+    rill_detach(rill_spawn(waits_on_fd, &w));
+    rill_detach(rill_spawn(closes_fd, &closed));
+    rill_detach(rill_spawn(waits_on_fd, &p));
+    ev_run(loop, 0);
+    expect_eq(w.rc, -EBADF);
+    expect_eq(p.rc, -EBADF);
+    /* The loop still serves descriptors that stay open. */
+    fd_wait_arg ok = {fds[1], RILL_WRITE, 1};
+    rill_detach(rill_spawn(waits_on_fd, &ok));
+    ev_run(loop, 0);
+    expect_eq(ok.rc, RILL_WRITE);
+    expect_eq(rill_detach_loop(), 0);
+    ev_loop_destroy(loop);
+    close(fds[1]);
+    close(path);
 }
