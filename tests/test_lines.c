@@ -1,4 +1,4 @@
-/* rill_file_lines (DESIGN §8, §9 item 14): a file's lines as a generator,
+/* rill_file_lines (rill.h "Files"): a file's lines as a generator,
  * read on the pool. */
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -1,4 +1,4 @@
-/* rill_queue (DESIGN §7): FIFO, bounded or not, hand-offs, close, and a
+/* rill_queue (rill.h "Synchronisation"): FIFO, bounded or not, hand-offs, close, and a
  * seeded property test with random cancellations. */
 #include <malloc.h>
 

@@ -1,4 +1,4 @@
-/* Event, semaphore, mutex, condition (DESIGN §7): FIFO hand-offs and the
+/* Event, semaphore, mutex, condition (rill.h "Synchronisation"): FIFO hand-offs and the
  * no-effect rule for cancelled waits. */
 #include <limits.h>
 

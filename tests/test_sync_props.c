@@ -1,4 +1,4 @@
-/* Semaphore, mutex and condition (DESIGN §7) under load: seeded property
+/* Semaphore, mutex and condition (rill.h "Synchronisation") under load: seeded property
  * tests with many fibers and random cancellations, checking what must hold
  * at every step (never over-admitted, mutual exclusion, FIFO hand-offs, the
  * mutex held again after a condition wait) and at the end (no permit

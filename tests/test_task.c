@@ -1,4 +1,4 @@
-/* Tasks: spawn, join, cancel, detach, names, and rill_run's end (DESIGN §3). */
+/* Tasks: spawn, join, cancel, detach, names, and rill_run's end (rill.h "Tasks"). */
 #include "helpers.h"
 
 static int returns_arg(void *arg) { return (int)(intptr_t)arg; }

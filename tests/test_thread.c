@@ -1,5 +1,5 @@
 /* rill_to_thread and the pool; rill_call_threadsafe between runtimes on
- * several threads (DESIGN §7).  Each Criterion test runs in its own process,
+ * several threads (rill.h "Threads").  Each Criterion test runs in its own process,
  * so a test may set RILL_THREADS before its first offloaded call. */
 #include <pthread.h>
 #include <stdatomic.h>

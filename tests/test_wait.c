@@ -1,5 +1,5 @@
 /* The primitive waits: sleep, sleep_until, yield, wait_fd, and the rule that
- * a cancelled wait leaves nothing behind (DESIGN §3, §4, §8 rill_wait_fd). */
+ * a cancelled wait leaves nothing behind (rill.h: "Cancel scopes", rill_wait_fd). */
 #include <ev.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
