@@ -28,19 +28,28 @@ struct completed {
     slot slots[];
 };
 
-void rill__observer_ended(rill_task *t) {
+static void let_go(rill_task *t) {
+    t->observer = NULL;
+    t->watch = NULL;
+}
+
+static void observed_ended(rill_task *t) {
     slot *s = t->observer;
     rill__list_remove(&s->node);
     rill__list_push(&s->owner->done, &s->node);
     rill__waitq_wake_one(&s->owner->waiter, 0);
 }
 
-void rill__observer_forget(rill_task *t) {
+/* t is freed while observed (rill_run's end, or a deadlock's abandonment):
+ * let go of it. */
+static void observed_freed(rill_task *t) {
     slot *s = t->observer;
     rill__list_remove(&s->node);
-    t->observer = NULL;
+    let_go(t);
     s->task = NULL;
 }
+
+static const rill__task_watch observed = {.ended = observed_ended, .freed = observed_freed};
 
 /* Let go of every task not yet yielded: they are the caller's again. */
 static void unhook_all(completed *c) {
@@ -49,7 +58,7 @@ static void unhook_all(completed *c) {
         rill__list *n;
         while ((n = rill__list_pop(lists[i]))) {
             slot *s = rill__container_of(n, slot, node);
-            s->task->observer = NULL;
+            let_go(s->task);
             s->task = NULL;
         }
     }
@@ -72,7 +81,7 @@ static int body(rill_gen *g, void *arg) {
         if (n) {
             slot *s = rill__container_of(n, slot, node);
             rill_task *t = s->task;
-            t->observer = NULL; /* the consumer's now: it joins it */
+            let_go(t); /* the consumer's now: it joins it */
             s->task = NULL;
             rc = rill_yield(g, t);
         } else if (rill__list_empty(&c->pending)) {
@@ -96,7 +105,7 @@ static int body(rill_gen *g, void *arg) {
 static bool observable(const rill_task *t) {
     rill__rt *rt = rill__self;
     return t && t->magic == RILL__TASK_LIVE && !t->observer && !t->group && !t->detached &&
-           !t->joining && !(rt && t == rt->main);
+           !t->joining && !(rt && &t->fiber == rt->run.main);
 }
 
 rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
@@ -126,6 +135,7 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
         s->task = t;
         s->owner = c;
         t->observer = s;
+        t->watch = &observed;
         rill__list_push(t->ended ? &c->done : &c->pending, &s->node);
     }
     rill_gen *g = rill__gen_new(body, c, &(rill_opts){.name = "as_completed"}, &hooks);

@@ -1,5 +1,6 @@
-/* rill_strerror: libc's text for errno values, with the meaning rill gives
- * some of them added (a socket's EPIPE is still a broken pipe). */
+/* Errors: rill_strerror (libc's text for errno values, with the meaning
+ * rill gives some of them added: a socket's EPIPE is still a broken pipe),
+ * and the report of a broken internal invariant. */
 #include <limits.h>
 #include <string.h>
 
@@ -23,4 +24,13 @@ const char *rill_strerror(int err) {
     const char *s = strerror(err);
 #endif
     return s ? s : "unknown error";
+}
+
+_Noreturn void rill__panic(const char *file, int line, const char *cond,
+                           const char *why) {
+    rill__rt *rt = rill__self;
+    const char *who = rt && rt->current ? rt->current->name : "?";
+    fprintf(stderr, "rill: internal error in fiber '%s' at %s:%d: %s (%s)\n",
+            who ? who : "?", file, line, why, cond);
+    abort();
 }

@@ -333,7 +333,7 @@ static void stack_put(rill__stack *st) {
     }
 }
 
-void rill__stacks_trim(void) {
+static void stacks_trim(void) {
     while (pool.free) {
         rill__stack *st = pool.free;
         pool.free = st->next_free;
@@ -342,8 +342,8 @@ void rill__stacks_trim(void) {
     pool.nfree = 0;
 }
 
-void rill__stacks_free(void) {
-    rill__stacks_trim();
+static void stacks_free(void) {
+    stacks_trim();
     /* Slab stacks are all free by now; drop their registrations, then the
      * slabs themselves. */
     while (pool.classes) {
@@ -431,14 +431,14 @@ static void on_segv(int sig, siginfo_t *si, void *uctx) {
 }
 
 int rill__signals_begin(rill__rt *rt) {
-    if (rt->altstack) return 0; /* made already (a bare runtime's generators) */
+    if (rt->signals.altstack) return 0; /* made already (a bare runtime's generators) */
     size_t sz = 64u * 1024u;
-    rt->altstack = malloc(sz);
-    if (!rt->altstack) return -ENOMEM;
-    stack_t ss = {.ss_sp = rt->altstack, .ss_size = sz, .ss_flags = 0};
-    if (sigaltstack(&ss, &rt->old_altstack) != 0) {
-        free(rt->altstack);
-        rt->altstack = NULL;
+    rt->signals.altstack = malloc(sz);
+    if (!rt->signals.altstack) return -ENOMEM;
+    stack_t ss = {.ss_sp = rt->signals.altstack, .ss_size = sz, .ss_flags = 0};
+    if (sigaltstack(&ss, &rt->signals.old_altstack) != 0) {
+        free(rt->signals.altstack);
+        rt->signals.altstack = NULL;
         return -errno;
     }
     /* The handler is process-wide; installed once, it stays. */
@@ -453,12 +453,12 @@ int rill__signals_begin(rill__rt *rt) {
     return 0;
 }
 
-void rill__signals_end(rill__rt *rt) {
-    if (!rt->altstack) return;
+static void signals_end(rill__rt *rt) {
+    if (!rt->signals.altstack) return;
     stack_t cur;
-    sigaltstack(&rt->old_altstack, &cur);
-    free(rt->altstack);
-    rt->altstack = NULL;
+    sigaltstack(&rt->signals.old_altstack, &cur);
+    free(rt->signals.altstack);
+    rt->signals.altstack = NULL;
 }
 
 /* ---- contexts ---------------------------------------------------------- */
@@ -473,7 +473,7 @@ static void trampoline(void) {
 #endif
     after_switch(rt);
     rill__fiber *f = rt->current;
-    f->entry(f);
+    f->ops->entry(f);
     RILL_ASSERT(0, "a fiber's entry returned instead of ending the fiber");
 }
 
@@ -518,7 +518,7 @@ static void after_switch(rill__rt *rt) {
     if (dead) {
         rt->dead = NULL;
         rill__fiber_release(dead);
-        rill__fiber_reaped(dead);
+        dead->ops->reaped(dead);
     }
 }
 
@@ -544,3 +544,27 @@ void rill__switch(rill__fiber *from, rill__fiber *to) {
 #endif
     after_switch(rt);
 }
+
+void rill__fiber_check_groups_waited(const rill__fiber *f) {
+    if (f->busy_groups == 0) return;
+    /* A task group on this stack with children still running would be
+     * written to, by each child's end, after the frame holding it is gone. */
+    fprintf(stderr, "rill: %s '%s' returned while a task group on its stack still had "
+                    "children running (rill_group_wait was not called)\n",
+            f->ops->kind, f->name);
+    abort();
+}
+
+/* ---- the module -------------------------------------------------------------------- */
+
+static void fibers_run_end(rill__rt *rt) {
+    stacks_trim();
+    signals_end(rt);
+}
+
+static void fibers_term(rill__rt *rt) {
+    stacks_free();
+    signals_end(rt);
+}
+
+const rill__module rill__fiber_module = {.run_end = fibers_run_end, .term = fibers_term};

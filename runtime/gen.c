@@ -13,8 +13,8 @@
  * uncancellable): only its consumer can resume it, so the deadlines of the
  * scopes its body holds are disarmed until then (rill__scopes_suspend).
  * Generators are not on rt->all and do not count as live fibers, so a
- * forgotten generator does not keep rill_run alive; rt->gens lists them for
- * shutdown.
+ * forgotten generator does not keep rill_run alive; rt->gens.list lists
+ * them for shutdown, an idle hook of the scheduler's.
  */
 #include <string.h>
 
@@ -25,7 +25,7 @@
 
 static bool valid(const rill_gen *g) { return g && g->magic == GEN_MAGIC; }
 
-static void gen_entry(rill__fiber *f);
+static const rill__fiber_ops gen_ops;
 
 static void no_unhook(rill__waiter *w) { (void)w; }
 
@@ -60,10 +60,13 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
                  (unsigned long long)++rt->spawned);
     }
     g->fiber.name = g->name_buf;
-    g->fiber.entry = gen_entry;
-    g->fiber.state = RILL__BLOCKED; /* not runnable until resumed */
-    rill__list_push(&rt->gens, &g->node);
-    rt->ngens++;
+    g->fiber.ops = &gen_ops;
+    g->parked = (rill__waiter){.fiber = &g->fiber, .unhook = no_unhook, .what = "resume",
+                               .uncancellable = true};
+    g->fiber.wait = &g->parked;
+    rill__fiber_set_state(&g->fiber, RILL__BLOCKED); /* until its first resume */
+    rill__list_push(&rt->gens.list, &g->node);
+    rt->gens.n++;
     return g;
 }
 
@@ -82,7 +85,7 @@ static void to_consumer(rill_gen *g) {
     g->fiber.delegator = NULL;
     g->root.parent = NULL;
     c->wait = NULL;
-    c->state = RILL__RUNNING;
+    rill__fiber_set_state(c, RILL__RUNNING);
     rill__switch(&g->fiber, c);
 }
 
@@ -92,14 +95,14 @@ static int resume(rill_gen *g, int resume_with) {
     rill__fiber *me = rt->current;
     /* Left over from a run that ended (rt_trim), or made bare: a body needs
      * the overflow handler's stack.  Without one, only reporting suffers. */
-    if (!rt->altstack) (void)rill__signals_begin(rt);
+    (void)rill__signals_begin(rt);
     g->resume_with = resume_with;
     g->state = RILL__GEN_RUNNING;
     g->fiber.delegator = me;
     me->delegate = &g->fiber;
     if (!g->started) {
         g->started = true;
-        g->run_id = rt->run_id;
+        g->run_id = rt->run.id;
         rill__scope_open(&g->root, &g->fiber, INFINITY);
     } else {
         rill__scopes_resume(&g->fiber, &g->root);
@@ -109,16 +112,23 @@ static int resume(rill_gen *g, int resume_with) {
         .fiber = me, .unhook = no_unhook, .what = "gen", .on = g->name_buf,
         .uncancellable = true};
     me->wait = &g->consumer_wait;
-    me->state = RILL__BLOCKED;
+    rill__fiber_set_state(me, RILL__BLOCKED);
     g->fiber.wait = NULL;
-    g->fiber.state = RILL__RUNNING;
+    rill__fiber_set_state(&g->fiber, RILL__RUNNING);
     rill__switch(me, &g->fiber);
-    if (g->state == RILL__GEN_FINISHED && g->fiber.stack && g->fiber.state != RILL__DONE) {
+    if (g->state == RILL__GEN_FINISHED && g->fiber.state != RILL__DONE) {
         /* The body yielded after -EPIPE: abandon it, from this stack. */
+        rill__fiber_set_state(&g->fiber, RILL__DONE);
         rill__scopes_drop(&g->fiber);
         rill__fiber_release(&g->fiber);
     }
     return g->result;
+}
+
+/* The body's fiber stops running, until its consumer resumes it. */
+static void park(rill_gen *g) {
+    g->fiber.wait = &g->parked;
+    rill__fiber_set_state(&g->fiber, RILL__BLOCKED);
 }
 
 /* Suspend the body; the consumer's call returns result (1: value). */
@@ -131,11 +141,11 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
     if (g->closing) {
         /* Yielding after GeneratorExit: the consumer abandons this stack,
          * which must not hold a group with children still running. */
-        rill__check_groups_waited(&g->fiber);
+        rill__fiber_check_groups_waited(&g->fiber);
         g->result = -EPROTO;
         g->status = -EPROTO;
         g->state = RILL__GEN_FINISHED;
-        g->fiber.state = RILL__BLOCKED;
+        park(g);
         to_consumer(g);
         RILL_ASSERT(0, "an abandoned generator was resumed");
     }
@@ -143,8 +153,7 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
     g->result = result;
     g->state = RILL__GEN_SUSPENDED;
     rill__scopes_suspend(&g->fiber, &g->root);
-    g->fiber.state = RILL__BLOCKED;
-    g->fiber.wait = &g->consumer_wait; /* any uncancellable waiter will do */
+    park(g);
     to_consumer(g);
     return g->resume_with;
 }
@@ -156,7 +165,7 @@ int rill__yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
 static void gen_entry(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);
     int rc = g->body(g, g->arg);
-    rill__check_groups_waited(f);
+    rill__fiber_check_groups_waited(f);
     if (f->scope != &g->root) rill__scopes_close_leftover(f, &g->root);
     if (g->closing) {
         g->result = rc == -EPIPE || rc > 0 ? 0 : rc; /* GeneratorExit is a clean end */
@@ -165,7 +174,7 @@ static void gen_entry(rill__fiber *f) {
         g->status = g->result;
     }
     g->state = RILL__GEN_FINISHED;
-    f->state = RILL__DONE; /* the consumer releases the stack */
+    rill__fiber_set_state(f, RILL__DONE); /* the consumer releases the stack */
     to_consumer(g);
     RILL_ASSERT(0, "a finished generator was resumed");
 }
@@ -225,6 +234,8 @@ int rill_gen_next(rill_gen *g, void **value) { return gen_send(g, NULL, value, R
 static void finish_unstarted(rill_gen *g, int status) {
     g->state = RILL__GEN_FINISHED;
     g->status = status;
+    g->fiber.wait = NULL;
+    rill__fiber_set_state(&g->fiber, RILL__DONE);
     rill__fiber_release(&g->fiber);
     if (g->hooks) g->hooks->close(g->arg);
 }
@@ -295,7 +306,7 @@ void rill__gen_free(rill_gen *g) {
     close_unseen(g);
     rill__rt *rt = rill__self;
     rill__list_remove(&g->node);
-    rt->ngens--;
+    rt->gens.n--;
     g->magic = GEN_FREED;
     if (g->hooks) g->hooks->free(g->arg);
     free(g);
@@ -321,34 +332,32 @@ const char *rill_gen_name(const rill_gen *g) { return valid(g) ? g->name_buf : "
 /* asyncio's shutdown_asyncgens closes the generators first iterated in the
  * loop that ends; one started outside (or in another run) is not its own. */
 static bool shutdown_closes(const rill_gen *g) {
-    return g->state == RILL__GEN_SUSPENDED && g->run_id == rill__self->run_id;
+    return g->state == RILL__GEN_SUSPENDED && g->run_id == rill__self->run.id;
 }
 
-void rill__gens_abandon_chain(rill__fiber *consumer) {
-    rill__fiber *f = consumer->delegate;
-    consumer->delegate = NULL;
-    while (f) {
-        rill_gen *g = rill__container_of(f, rill_gen, fiber);
-        rill__fiber *next = f->delegate;
-        if (f->state == RILL__BLOCKED && !next) f->wait->unhook(f->wait);
-        rill__scopes_drop(f);
-        rill__fiber_release(f);
-        f->delegate = f->delegator = NULL;
-        f->state = RILL__DONE;
-        g->state = RILL__GEN_FINISHED;
-        g->status = g->result = -EDEADLK;
-        f = next;
-    }
+/* A body that never runs again (a deadlock that persists). */
+static void gen_abandon(rill__fiber *f) {
+    rill_gen *g = rill__container_of(f, rill_gen, fiber);
+    rill__scopes_drop(f); /* before the stack goes: some live on it */
+    rill__fiber_release(f);
+    g->state = RILL__GEN_FINISHED;
+    g->status = g->result = -EDEADLK;
 }
 
-bool rill__gens_suspended(void) {
-    rill__rt *rt = rill__self;
-    for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next)
-        if (shutdown_closes(rill__container_of(n, rill_gen, node))) return true;
-    return false;
-}
+/* Its consumer released its stack at the switch back; the struct is the
+ * owner's until rill_gen_free. */
+static void gen_reaped(rill__fiber *f) { (void)f; }
 
-int rill__gens_shutdown(void *unused) {
+static const rill__fiber_ops gen_ops = {
+    .kind = "generator",
+    .entry = gen_entry,
+    .reaped = gen_reaped,
+    .abandon = gen_abandon,
+};
+
+/* asyncio's shutdown_asyncgens: the generators this run left suspended are
+ * closed by a task (cleanups may block). */
+static int shutdown_body(void *unused) {
     (void)unused;
     rill__rt *rt = rill__self;
     /* Closing may free nothing but may let other generators be created or
@@ -356,7 +365,7 @@ int rill__gens_shutdown(void *unused) {
     bool again = true;
     while (again) {
         again = false;
-        for (rill__list *n = rt->gens.next; n != &rt->gens; n = n->next) {
+        for (rill__list *n = rt->gens.list.next; n != &rt->gens.list; n = n->next) {
             rill_gen *g = rill__container_of(n, rill_gen, node);
             if (shutdown_closes(g)) {
                 close_unseen(g);
@@ -367,3 +376,28 @@ int rill__gens_shutdown(void *unused) {
     }
     return 0;
 }
+
+/* The scheduler's idle hook: no fiber is left. */
+static bool shutdown(rill__rt *rt) {
+    /* After abandoning fibers, generators may point into what was freed:
+     * leave them alone. */
+    if (rt->run.abandoned) return false;
+    bool any = false;
+    for (rill__list *n = rt->gens.list.next; n != &rt->gens.list && !any; n = n->next)
+        any = shutdown_closes(rill__container_of(n, rill_gen, node));
+    if (!any) return false;
+    /* The task is born cancelled, as every task spawned from now on. */
+    rt->run.shutting_down = true;
+    rill_task *t = rill__task_new(shutdown_body, NULL, &(rill_opts){.name = "gen-shutdown"});
+    if (!t) return false; /* out of memory: they stay suspended */
+    rill_detach(t);
+    return true;
+}
+
+static void gens_init(rill__rt *rt) {
+    rill__list_init(&rt->gens.list);
+    rt->gens.shutdown.run = shutdown;
+    rill__sched_on_idle(rt, &rt->gens.shutdown);
+}
+
+const rill__module rill__gen_module = {.init = gens_init};

@@ -7,6 +7,8 @@
 
 #define GROUP_MAGIC 0x67726f75u
 
+static const rill__task_watch child_watch;
+
 static bool valid(const rill_group *g) { return g && g->magic == GROUP_MAGIC; }
 
 /* `where`: the user code that called rill_group_init, whose group's body
@@ -76,6 +78,7 @@ int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts
     rill_task *t = rill__task_new(fn, arg, o);
     if (!t) return -errno;
     t->group = g;
+    t->watch = &child_watch;
     t->index = g->spawned++;
     rill__list_push(&g->children, &t->link);
     if (g->live++ == 0 && g->owner) g->owner->busy_groups++;
@@ -88,7 +91,7 @@ int rill_group_spawn(rill_group *g, rill_fn *fn, void *arg) {
     return rill_group_spawn_opts(g, fn, arg, NULL);
 }
 
-void rill__group_child_ended(rill_task *t) {
+static void child_ended(rill_task *t) {
     rill_group *g = t->group;
     rill__list_remove(&t->link);
     if (--g->live == 0 && g->owner) g->owner->busy_groups--;
@@ -104,7 +107,14 @@ void rill__group_child_ended(rill_task *t) {
         if (!(g->flags & RILL_RETURN_ERRORS)) cancel_group(g);
     }
     if (g->live == 0) rill__waitq_wake_all(&g->waiters, 0);
+    t->watch = NULL; /* the group is done with it */
 }
+
+/* Freed before it ended: a deadlock that persists abandoned it.  The group
+ * (it may live on) forgets it. */
+static void child_freed(rill_task *t) { rill__list_remove(&t->link); }
+
+static const rill__task_watch child_watch = {.ended = child_ended, .freed = child_freed};
 
 /* Wait for every child.  Returns 0, or what interrupted the wait
  * (-ECANCELED, -EDEADLK): then the children were cancelled and waited for

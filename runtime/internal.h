@@ -1,35 +1,50 @@
 /*
- * rill internals: the scheduler's rules, and the structs behind them.
+ * rill internals: the scheduler's rules, the runtime's parts, and the
+ * structs behind them.  docs/ARCHITECTURE.md draws the modules and how they
+ * depend on each other; this header states the rules the code checks.
  *
  * Who switches to whom
  * --------------------
  * Each OS thread has at most one runtime (rill__rt).  Its `host` is the
- * thread's own stack: the code that called rill_run(), or the libev callback
- * of an attached loop.  Only two kinds of switch exist:
+ * thread's own stack: the code that called rill_run(), or, attached to a
+ * foreign loop, that loop's prepare and check callbacks.  Only three kinds
+ * of switch exist:
  *   - a fiber that gives up the CPU (blocks, yields, or ends) switches
  *     directly to the next fiber of the run queue, or to the host when the
  *     queue is empty or the hand-off budget is spent (rill__reschedule);
- *   - the host switches to the head of the run queue (rill__run_ready).
- * The host alone enters libev (ev_run); libev callbacks never switch, they
- * only make fibers ready.  So every fiber stack is suspended at exactly one
- * point: inside rill__switch().
+ *   - the host switches to the head of the run queue (run_ready in sched.c),
+ *     from rill_run's loop or, attached, from those two callbacks;
+ *   - a consumer and the generator it resumes switch to each other directly
+ *     (gen.c), the one BLOCKED while the other runs.
+ * Every other libev callback only makes fibers ready: it never switches.
+ * So every suspended fiber stack is suspended at one point: inside
+ * rill__switch().
  *
  * Fiber states and the lists a fiber is on
  * ----------------------------------------
- *   NEW      being created; on no list (becomes READY before its creator
- *            returns)
+ *   NEW      being created; on no list
  *   READY    on rt->runq (via fiber.node); fiber.wait == NULL
  *   RUNNING  on no queue; rt->current == fiber
- *   BLOCKED  fiber.wait points to its rill__waiter, which is on exactly the
- *            wait list (or timer, or fd watcher) that will wake it
+ *   BLOCKED  fiber.wait points to its rill__waiter: on the wait list (or
+ *            timer, or fd watcher) that will wake it, or, for a generator
+ *            (suspended, or not started) and its consumer, on none
  *   DONE     on no queue; its stack is released by the next fiber to run
- * Every fiber that has not ended is also on rt->all (fiber.all_node).
- * Allowed transitions: NEW->READY, READY->RUNNING (switched to),
- * RUNNING->READY (yield), RUNNING->BLOCKED (rill__suspend), BLOCKED->READY
- * (rill__wake: by the waker, or by rill__interrupt on cancellation or
- * deadlock), RUNNING->DONE; and BLOCKED->DONE, without running again, only
- * when a deadlock persists and its fibers are abandoned.  Anything else is a
- * broken invariant and aborts with a message (RILL_ASSERT).
+ * A task's fiber is on rt->all from NEW until DONE (rill__fiber_track);
+ * generators are on rt->gens.list instead, and count as no live fiber.
+ * Every state change goes through rill__fiber_set_state(), which checks it
+ * against this table (anything else aborts with a message):
+ *   NEW->READY       a task is spawned
+ *   NEW->BLOCKED     a generator is created (it waits for its first resume)
+ *   READY->RUNNING   switched to
+ *   RUNNING->READY   yields (rill_yield_now)
+ *   RUNNING->BLOCKED blocks (rill__suspend), or suspends at a rill_yield,
+ *                    or resumes a generator (the consumer)
+ *   BLOCKED->READY   woken (rill__wake: by its waker, or by rill__interrupt
+ *                    on cancellation or deadlock)
+ *   BLOCKED->RUNNING the direct switch between a consumer and its generator
+ *   RUNNING->DONE    its body returned
+ *   BLOCKED->DONE    ended without running again: a deadlock that persists
+ *                    (abandoned), or a generator finished before it started
  *
  * One wait mechanism
  * ------------------
@@ -40,6 +55,28 @@
  * calls unhook and wakes with -ECANCELED.  Whichever comes first wins: once
  * woken, a fiber is READY and no longer interruptible, so a hand-off is never
  * lost and a cancelled wait leaves nothing behind.
+ *
+ * What keeps a run alive
+ * ----------------------
+ * Fibers on rt->all, ready or waiting on something libev watches (a timer,
+ * an fd, a user's watcher); and rt->keepalive, the one count of what may
+ * still wake the run from another thread (a pool job a fiber waits for or
+ * gave up on, the handles other threads hold).  libev counts keepalive > 0
+ * as one active watcher, so a run waiting on those is not deadlocked; once
+ * no fiber is left, the run goes on only while idle hooks start work
+ * (calls that other threads sent, generators left suspended) or keepalive
+ * is not 0 (jobs whose callers gave up), then ends with keepalive at 0.
+ *
+ * Modules and their parts
+ * -----------------------
+ * The runtime is the scheduler's own fields followed by one part per
+ * module (rill__rt below), each owned by one file, which alone writes it,
+ * and made, ended and freed by that file's rill__module functions, which
+ * runtime.c calls in one order.  A run's own state is one more part
+ * (rill__run), reset as a whole when the run begins and ends.  The
+ * scheduler knows fibers, the run queue, timers and libev; the rest plugs
+ * in through a fiber's ops (tasks, generators), idle hooks, before-poll
+ * hooks and rt->keepalive.
  *
  * Scopes
  * ------
@@ -83,6 +120,15 @@ _Noreturn void rill__panic(const char *file, int line, const char *cond,
 
 #define rill__container_of(ptr, type, member)                                \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* Inlined into every public function that looks at the caller's scopes, so
+ * that RILL__CALLER_SP() there is the stack pointer of the user's code. */
+#define RILL__INLINE static inline __attribute__((always_inline))
+
+/* The stack pointer of the code that called the public function this is
+ * written in (its canonical frame address).  Every frame of the calling
+ * fiber below it has returned, as far as that code is concerned. */
+#define RILL__CALLER_SP() ((const char *)__builtin_dwarf_cfa())
 
 /* ---- intrusive circular lists ------------------------------------------ */
 
@@ -130,14 +176,32 @@ typedef enum rill__state {
 } rill__state;
 
 struct rill__waiter;
+struct rill__fiber;
+
+/* What kind of fiber it is: how the scheduler starts, ends and abandons
+ * it, without knowing tasks from generators. */
+typedef struct rill__fiber_ops {
+    const char *kind;                         /* "task", "generator" */
+    void (*entry)(struct rill__fiber *f);     /* first code run on its stack;
+                                                 ends the fiber, never returns */
+    void (*reaped)(struct rill__fiber *f);    /* DONE and its stack released:
+                                                 free what else it owns */
+    void (*abandon)(struct rill__fiber *f);   /* made DONE by a deadlock
+                                                 that persists, it never runs
+                                                 again: release its stack
+                                                 and what it owns (f may be
+                                                 freed) */
+    void (*cancel)(struct rill__fiber *f);    /* the run's main ended: cancel
+                                                 it (fibers on rt->all) */
+} rill__fiber_ops;
 
 typedef struct rill__fiber {
     ucontext_t ctx;
     rill__stack *stack;        /* NULL for the host */
+    const rill__fiber_ops *ops; /* NULL for the host */
     rill__list node;           /* on rt->runq while READY */
-    rill__list all_node;       /* on rt->all until DONE */
+    rill__list all_node;       /* on rt->all from spawn to end (tasks) */
     rill__state state;
-    bool is_task;              /* the fiber is the first member of a rill_task */
     /* Generators: a consumer runs a generator's body "on its behalf".  While
      * it does, consumer->delegate is the generator's fiber and that fiber's
      * delegator is the consumer (chains nest: a generator consuming another).
@@ -148,7 +212,6 @@ typedef struct rill__fiber {
     rill_scope *scope;         /* innermost open scope */
     unsigned nentered;         /* its entries in rt->scopes */
     unsigned busy_groups;      /* groups on this stack with live children */
-    void (*entry)(struct rill__fiber *); /* first code run on the stack */
     const char *name;
     void *tsan;                /* ThreadSanitizer's context for the fiber */
     /* AddressSanitizer's view of this fiber's stack. */
@@ -157,7 +220,18 @@ typedef struct rill__fiber {
     size_t asan_size;
 } rill__fiber;
 
-/* ---- waiting (wait.c) ---------------------------------------------------- */
+/* Fiber at the end of f's delegate chain. */
+static inline rill__fiber *rill__leaf(rill__fiber *f) {
+    while (f->delegate) f = f->delegate;
+    return f;
+}
+/* Fiber at the start of f's delegator chain (a task, or the host). */
+static inline rill__fiber *rill__root(rill__fiber *f) {
+    while (f->delegator) f = f->delegator;
+    return f;
+}
+
+/* ---- waiting --------------------------------------------------------------- */
 
 typedef struct rill__waiter {
     rill__list node;           /* on a wait list, when the wait uses one */
@@ -170,106 +244,27 @@ typedef struct rill__waiter {
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
 
-/* Inlined into every public function that looks at the caller's scopes, so
- * that RILL__CALLER_SP() there is the stack pointer of the user's code. */
-#define RILL__INLINE static inline __attribute__((always_inline))
-
-/* The stack pointer of the code that called the public function this is
- * written in (its canonical frame address).  Every frame of the calling
- * fiber below it has returned, as far as that code is concerned. */
-#define RILL__CALLER_SP() ((const char *)__builtin_dwarf_cfa())
-
-/* The one cancellation check: 0, -EPERM outside a fiber, -ECANCELED while
- * the caller's scopes are cancelled.  It also aborts if the caller's chain
- * holds a scope whose frame has returned (rill__scope_chain_check).  A
- * macro, so that RILL__CALLER_SP() is taken in the public function. */
-#define rill__checkpoint() rill__checkpoint_below(RILL__CALLER_SP())
-int rill__checkpoint_below(const char *caller_sp);
-/* Is this fiber cancelled right now (its scope chain, up to a shield)? */
-bool rill__fiber_cancelled(const rill__fiber *f);
-/* Block the running fiber on w (already registered).  Returns w->result. */
-int rill__suspend(rill__waiter *w);
-/* Make w's fiber READY with result; the caller already unlinked w. */
-void rill__wake(rill__waiter *w, int result);
-/* Cancel f's wait if it is BLOCKED and cancellable: unhook, wake with err. */
-void rill__interrupt(rill__fiber *f, int err);
-/* Interrupt f if it is blocked and now cancelled. */
-void rill__recheck(rill__fiber *f);
-void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
-/* A FIFO wait list: block on it (checkpoint included), wake its head/all.
- * Inlined, so that its checkpoint judges scopes against the public
- * function's caller. */
-RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
-                                  const char *on) {
-    int rc = rill__checkpoint();
-    if (rc) return rc;
-    w->unhook = rill__waiter_unlink;
-    w->what = what;
-    w->on = on;
-    w->uncancellable = false;
-    rill__list_push(q, &w->node);
-    return rill__suspend(w);
-}
-bool rill__waitq_wake_one(rill__list *q, int result);
-void rill__waitq_wake_all(rill__list *q, int result);
-
 /* ---- timers (timer.c): a binary heap, FIFO among equal deadlines ---------- */
+
+typedef struct rill__timers {
+    rill__timer **heap;        /* heap[1..len]: slot 0 means "not armed" */
+    size_t len, cap;
+    uint64_t seq;              /* arming order, for ties */
+} rill__timers;
 
 void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
 void rill__timer_disarm(rill__timer *t);
 static inline bool rill__timer_armed(const rill__timer *t) { return t->slot != 0; }
-/* Fire every timer due at `now`.  Returns how many fired. */
-int rill__timers_run(double now);
+/* Fire every timer due now.  Returns how many fired. */
+int rill__timers_run(void);
 /* The earliest deadline armed, or INFINITY. */
 double rill__timers_next(void);
-void rill__timers_free(void);
 /* Take out of the heap every timer pred() says (without writing to them). */
 void rill__timers_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx);
 
-/* ---- tasks (task.c) ----------------------------------------------------- */
+/* ---- scopes' table (scope.c) ------------------------------------------------ */
 
-struct rill_task {
-    rill__fiber fiber;         /* first: a fiber of a task is its task */
-    uint32_t magic;            /* RILL__TASK_LIVE from spawn until freed */
-    rill_scope root;           /* the body runs inside it */
-    rill_fn *fn;
-    void *arg;
-    int status;
-    int index;                 /* spawn order within its group */
-    rill__list joiners;        /* the fiber in rill_join, if any */
-    rill_group *group;         /* owning group, or NULL */
-    rill__list link;           /* a group's child: on group->children while it
-                                  runs.  Any other task: on rt->unjoined from
-                                  its end until joined or detached */
-    bool detached, ended;
-    bool joining;              /* a fiber is inside rill_join(t) */
-    struct rill__observer *observer; /* an as_completed waiting for t to end
-                                  (completed.c): join and detach are refused */
-    char name_buf[32];
-    struct rill_task *next_free; /* in the runtime's cache of task structs */
-};
-
-#define RILL__TASK_LIVE 0x7a5c0a11u
-#define RILL__TASK_FREED 0x7a5c0dedu
-
-rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o);
-void rill__task_free(rill_task *t);
-/* Abort if f's body returned while a group on its stack has live children. */
-void rill__check_groups_waited(const rill__fiber *f);
-/* Free the ended tasks nobody joined (rill_run's end). */
-void rill__tasks_free_unjoined(void);
-
-/* ---- as_completed (completed.c) ----------------------------------------- */
-
-/* t->observer's t has ended: queue it for the consumer, wake the waiter. */
-void rill__observer_ended(rill_task *t);
-/* t is freed while observed (by rill_run's end, or a deadlock's
- * abandonment): the observer lets go of it. */
-void rill__observer_forget(rill_task *t);
-
-/* ---- the runtime (sched.c) -------------------------------------------- */
-
-/* The open scopes entered with rill_scope_enter, by address (scope.c). */
+/* The open scopes entered with rill_scope_enter, by address. */
 typedef struct rill__scope_slot {
     const rill_scope *scope;   /* NULL: a free slot */
     rill__fiber *fiber;        /* the fiber that entered it */
@@ -282,142 +277,187 @@ typedef struct rill__scope_table {
     size_t cap, len;
 } rill__scope_table;
 
+/* ---- the parts of the runtime, one per module ------------------------------ */
+
+struct rill__rt;
+
+/* A hook the scheduler calls at a point of its loop (registered once, by a
+ * module's init).  Returns whether it made work: fibers ready or spawned. */
+typedef struct rill__hook {
+    rill__list node;
+    bool (*run)(struct rill__rt *rt);
+} rill__hook;
+
+typedef struct rill__tasks {   /* task.c */
+    rill__list unjoined;       /* ended tasks nobody joined yet (task.link) */
+    struct rill_task *free;    /* structs kept for reuse: spawning allocates
+                                  nothing once warm */
+    size_t nfree;
+} rill__tasks;
+
+typedef struct rill__gens {    /* gen.c */
+    rill__list list;           /* every generator not yet freed (gen.node) */
+    size_t n;
+    rill__hook shutdown;       /* idle: close what the run left suspended */
+} rill__gens;
+
+typedef struct rill__remote {  /* remote.c, pool.c */
+    struct rill_runtime *handle; /* what other threads post to, made on
+                                  first use */
+    bool holders_counted;      /* other threads' handles are in keepalive */
+    rill__hook close;          /* idle: refuse calls, run those accepted */
+} rill__remote;
+
+typedef struct rill__fds {     /* fd.c */
+    struct rill__fd_slot *slots; /* each fd's waiters, by fd */
+    int *dirty;                /* fds libev hands to the kernel next poll */
+    size_t cap, ndirty;
+    rill__hook recheck;        /* before each poll: closed fds */
+} rill__fds;
+
+typedef struct rill__signals { /* fiber.c */
+    void *altstack;            /* the overflow handler's stack */
+    stack_t old_altstack;
+} rill__signals;
+
+/* What belongs to one run (a rill_run, or an attachment): reset as a
+ * whole when it begins and when it ends. */
+typedef struct rill__run {
+    uint64_t id;               /* which run (0: none; generators remember it) */
+    rill__fiber *main;         /* rill_run's main task's fiber */
+    bool deadlocked;           /* a deadlock was found: rill_run says so */
+    bool shutting_down;        /* main has ended: new tasks start cancelled */
+    bool abandoned;            /* fibers were abandoned: no generator shutdown */
+    uint64_t ended;            /* fibers ended so far: progress, for deadlocks */
+    uint64_t ended_at_deadlock; /* `ended` when the last deadlock was found */
+} rill__run;
+
 typedef struct rill__rt {
-    struct ev_loop *loop;
-    bool own_loop;             /* created by rill_run: destroyed with rt */
+    /* The scheduler's own (sched.c). */
+    struct ev_loop *loop;      /* NULL while bare */
+    bool own_loop;             /* made by rill_run: destroyed when it ends */
     bool attached;             /* fibers run from a foreign loop's watchers */
+    bool bare;                 /* no loop: made for generators outside a run */
     rill__fiber host;          /* the thread's own stack */
     rill__fiber *current;      /* RUNNING fiber, or &host */
     rill__fiber *dead;         /* DONE fiber whose stack awaits release */
     rill__fiber *switch_from;  /* the fiber the last switch left */
     rill__list runq;           /* READY fibers, FIFO */
-    rill__list all;            /* every fiber not yet DONE */
-    rill__list unjoined;       /* ended tasks nobody joined yet (task.link) */
+    rill__list all;            /* tasks' fibers not yet DONE */
     size_t nfibers;            /* length of `all` */
     unsigned budget;           /* hand-offs left before the host polls */
-    bool deadlocked;           /* a deadlock was found: rill_run says so */
-    bool shutting_down;        /* main has ended: new tasks start cancelled */
-    bool abandoned;            /* fibers were abandoned: no generator shutdown */
-    uint64_t ended_count;      /* fibers ended so far: progress, for deadlocks */
-    uint64_t ended_at_deadlock; /* ended_count when the last deadlock was found */
+    unsigned keepalive;        /* see "What keeps a run alive" */
     uint64_t spawned;          /* for default names */
-    rill_task *main;           /* rill_run's main task */
-    bool bare;                 /* no loop: made for generators outside rill_run */
-    uint64_t run_id;           /* which rill_run/rill_attach: 0 while bare */
-    rill__list gens;           /* every generator not yet freed (gen.node) */
-    size_t ngens;
-    /* Timers: heap[1..n] (slot 0 unused, so slot 0 means "not armed"). */
-    rill__timer **heap;
-    size_t heap_len, heap_cap;
-    uint64_t timer_seq;
-    rill__scope_table scopes;  /* scope.c */
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
-    /* Right before each poll, in every mode: fd checks (and, attached, a
-     * tick of the fibers).  Embedding (rill_attach): check and idle. */
-    ev_prepare prepare;
-    ev_check check;
-    ev_idle idle;
-    /* Caches, so that spawning neither maps nor allocates. */
-    rill_task *free_tasks;
-    size_t nfree_tasks;
-    /* Other threads (remote.c): the handle they post to, the jobs of this
-     * run on the pool, and whether libev counts them as keeping it alive. */
-    struct rill_runtime *remote;
-    unsigned pending_jobs;     /* jobs a fiber waits for */
-    unsigned abandoned_jobs;   /* detached jobs whose callers gave up: the
-                                  run ends only after they have */
-    bool remote_refd;
-    /* File-descriptor waits (wait.c): each fd's waiters (fd_slots[fd]) and
-     * the fds libev will hand to the kernel at its next poll (fd_dirty). */
-    struct rill__fd_slot *fd_slots;
-    int *fd_dirty;
-    size_t fd_cap, fd_ndirty;
-    /* Alternate signal stack for the overflow handler. */
-    void *altstack;
-    stack_t old_altstack;
+    ev_prepare prepare;        /* right before each poll: poll_hooks, and,
+                                  attached, a tick of the fibers */
+    ev_check check;            /* attached: a tick after each poll */
+    ev_idle idle;              /* attached: fibers ready, do not block */
+    rill__list idle_hooks;     /* rill__hook: no fiber is left */
+    rill__list poll_hooks;     /* rill__hook: libev is about to poll */
+    rill__run run;
+    /* The modules' parts. */
+    rill__timers timers;
+    rill__scope_table scopes;
+    rill__tasks tasks;
+    rill__gens gens;
+    rill__remote remote;
+    rill__fds fds;
+    rill__signals signals;
 } rill__rt;
 
 extern _Thread_local rill__rt *rill__self;
+
+/* A module's part of the runtime: runtime.c calls these, in one order, for
+ * every module that has them (NULL: nothing to do). */
+typedef struct rill__module {
+    void (*init)(rill__rt *rt);         /* the runtime is made (zeroed) */
+    void (*run_end)(rill__rt *rt);      /* a run is over: free what only it
+                                           needed (generators may live on) */
+    void (*term)(rill__rt *rt);         /* the runtime is freed */
+    void (*fork_prepare)(rill__rt *rt); /* fork(), in the forking thread */
+    void (*fork_parent)(rill__rt *rt);
+    void (*fork_child)(rill__rt *rt);   /* in the child, whose loop was told */
+} rill__module;
+
+extern const rill__module rill__timer_module, rill__scope_module, rill__task_module,
+    rill__gen_module, rill__remote_module, rill__fd_module, rill__fiber_module;
+
+/* ---- the runtime (runtime.c) ------------------------------------------------ */
 
 /* The thread's runtime, made bare (no loop) if there is none, for
  * generators used outside rill_run; and its release when the last one goes. */
 rill__rt *rill__bare_runtime(void);
 void rill__bare_release(void);
+
+/* ---- the scheduler (sched.c) -------------------------------------------------- */
+
+/* Change f's state, checked against the table above. */
+void rill__fiber_set_state(rill__fiber *f, rill__state to);
 /* Give the CPU away from the running fiber, which is already READY (on the
  * run queue), BLOCKED or DONE. */
 void rill__reschedule(void);
 /* Make f READY at the tail of the run queue. */
 void rill__make_ready(rill__fiber *f);
-/* A DONE fiber's stack was released: free what else it owns (task.c). */
-void rill__fiber_reaped(rill__fiber *f);
-/* Register/unregister a fiber in rt->all. */
+/* Block the running fiber on w (already registered).  Returns w->result. */
+int rill__suspend(rill__waiter *w);
+/* Make w's fiber READY with result; the caller already unlinked w. */
+void rill__wake(rill__waiter *w, int result);
+/* Cancel f's wait if it is BLOCKED and cancellable: unhook, wake with err. */
+void rill__interrupt(rill__fiber *f, int err);
+/* Register/unregister a task's fiber in rt->all: a live fiber of the run. */
 void rill__fiber_track(rill__fiber *f);
 void rill__fiber_untrack(rill__fiber *f);
-/* Fire due timers now (also re-arms libev's wake-up). */
-void rill__timers_poll(void);
-/* Before libev polls (wait.c): wake, with the error the kernel would give
- * libev, the waiters of every fd closed (or opened O_PATH) since libev was
- * last told about it.  Returns whether it woke any.  Runs from the run's
- * prepare watcher. */
-bool rill__fds_recheck(rill__rt *rt);
-/* In a forked child: libev hands every watched fd to the kernel afresh, and
- * the child may close some first (the parent's): check them all. */
-void rill__fds_after_fork(rill__rt *rt);
-void rill__fds_free(rill__rt *rt);
-
-/* ---- other threads (remote.c, pool.c) ------------------------------------ */
-
-/* Something another thread hands to a run: completed pool jobs and calls.
- * Posted under the handle's mutex; run(m) is called on the run's thread. */
-typedef struct rill__msg {
-    rill__list node;
-    bool (*run)(struct rill__msg *m); /* false: no memory yet, try later */
-} rill__msg;
-
-/* The run's handle, made on first use (NULL if out of memory). */
-struct rill_runtime *rill__remote_of(rill__rt *rt);
-/* Take / drop a reference to the handle's memory (any thread). */
-void rill__remote_ref(struct rill_runtime *h);
-void rill__remote_unref(struct rill_runtime *h);
-/* Hand m to h's run and wake its loop.  false if the run has ended. */
-bool rill__remote_post(struct rill_runtime *h, rill__msg *m);
-/* Make libev's count of active watchers agree with what may still wake the
- * run from outside: pending and abandoned pool jobs, and handles held by
- * other threads. */
-void rill__remote_keepalive(rill__rt *rt);
-/* The run has no fiber left: refuse further calls.  Returns true if calls
- * accepted meanwhile were just started (the run must go on). */
-bool rill__remote_close(rill__rt *rt);
-/* The run is over: stop the watcher and drop the run's reference. */
-void rill__remote_end(rill__rt *rt);
-/* fork(): the forking thread's handle is kept whole across it, and starts
- * afresh in the child (sched.c's pthread_atfork handlers). */
-void rill__remote_fork_prepare(rill__rt *rt);
-void rill__remote_fork_parent(rill__rt *rt);
-void rill__remote_after_fork(rill__rt *rt);
+/* Count (delta 1) or stop counting (-1) one thing that may wake the run
+ * from another thread; the count never goes below 0. */
+void rill__keepalive(rill__rt *rt, int delta);
+/* Hooks: called, in the order registered, when no fiber is left (until one
+ * makes work), and right before libev polls (every one). */
+void rill__sched_on_idle(rill__rt *rt, rill__hook *h);
+void rill__sched_before_poll(rill__rt *rt, rill__hook *h);
+/* Run the fibers until none is left; once `main` (if not NULL) has ended,
+ * cancel the others (rill_run's end, as asyncio.run does). */
+void rill__sched_drive(rill__rt *rt, rill__fiber *main);
+/* Cancel every live fiber (ops->cancel): the run is ending. */
+void rill__sched_cancel_all(rill__rt *rt);
+/* Start / stop the scheduler's watchers on rt->loop (attached: fibers run
+ * from the foreign loop's prepare and check callbacks). */
+void rill__sched_start(rill__rt *rt, bool attached);
+void rill__sched_stop(rill__rt *rt);
+void rill__sched_init(rill__rt *rt);
+/* The run is over (rt->keepalive must be 0): stop the rest. */
+void rill__sched_run_end(rill__rt *rt);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 
 size_t rill__default_stack_size(void);
-/* Create f's context on a new stack of `size` bytes; f->entry(f) runs first. */
+/* Create f's context on a new stack of `size` bytes; f->ops->entry(f) runs
+ * first. */
 int rill__fiber_init(rill__fiber *f, size_t size);
 /* Return f's stack to the pool (f must not be running on it). */
 void rill__fiber_release(rill__fiber *f);
 /* Switch from the running fiber `from` to `to`.  When from->state is DONE,
  * from's stack is handed to rt->dead and released by whoever runs next. */
 void rill__switch(rill__fiber *from, rill__fiber *to);
-/* Per-thread set-up of the overflow handler (its alternate signal stack),
- * made while fibers may run; undone by rill__signals_end. */
+/* Install this thread's overflow handler stack, if it has none: needed
+ * while fibers may run (a run, or a bare runtime's generators). */
 int rill__signals_begin(rill__rt *rt);
-void rill__signals_end(rill__rt *rt);
-/* Give this thread's pooled stacks to the process (the run is over), and
- * free what is left once no fiber holds a stack (slabs included). */
-void rill__stacks_trim(void);
-void rill__stacks_free(void);
+/* Abort if f's body returned while a group on its stack has live children. */
+void rill__fiber_check_groups_waited(const rill__fiber *f);
 
-/* ---- scopes (scope.c) ---------------------------------------------------- */
+/* ---- cancellation and scopes (scope.c) ------------------------------------ */
 
+/* The one cancellation check: 0, -EPERM outside a fiber, -ECANCELED while
+ * the caller's scopes are cancelled.  It also aborts if the caller's chain
+ * holds a scope whose frame has returned (rill__scope_chain_check).  A
+ * macro, so that RILL__CALLER_SP() is taken in the public function. */
+#define rill__checkpoint() rill__checkpoint_below(RILL__CALLER_SP())
+int rill__checkpoint_below(const char *caller_sp);
+/* Is this fiber cancelled right now (its scope chain, up to a shield)? */
+bool rill__fiber_cancelled(const rill__fiber *f);
+/* Interrupt f if it is blocked and now cancelled. */
+void rill__recheck(rill__fiber *f);
 void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
 /* Close s wherever it is in its fiber's chain; the scopes inside it stay
  * open, now under s's parent. */
@@ -438,7 +478,6 @@ void rill__scopes_suspend(rill__fiber *f, const rill_scope *stop);
 void rill__scopes_resume(rill__fiber *f, const rill_scope *stop);
 /* Mark s's deadline as fired (and its timer disarmed). */
 void rill__scope_expire(rill_scope *s);
-void rill__scopes_free(rill__rt *rt);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
     return s->cancel_called || s->deadline_fired;
 }
@@ -465,6 +504,84 @@ static inline void rill__scope_chain_check(const rill__fiber *f, const char *cal
         if (rill__scope_is_below(f, s, caller_sp)) rill__scope_check_below(f, s);
 }
 
+/* ---- wait lists (wait.c) ------------------------------------------------------ */
+
+void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+/* A FIFO wait list: block on it (checkpoint included), wake its head/all.
+ * Inlined, so that its checkpoint judges scopes against the public
+ * function's caller. */
+RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
+                                  const char *on) {
+    int rc = rill__checkpoint();
+    if (rc) return rc;
+    w->unhook = rill__waiter_unlink;
+    w->what = what;
+    w->on = on;
+    w->uncancellable = false;
+    rill__list_push(q, &w->node);
+    return rill__suspend(w);
+}
+bool rill__waitq_wake_one(rill__list *q, int result);
+void rill__waitq_wake_all(rill__list *q, int result);
+
+/* ---- tasks (task.c) ----------------------------------------------------- */
+
+/* Who else learns of a task's end (a group, an as_completed): set by them,
+ * called by task.c. */
+typedef struct rill__task_watch {
+    void (*ended)(rill_task *t);  /* t ended, its status set */
+    void (*freed)(rill_task *t);  /* t is freed while watched (rill_run's end,
+                                     or a deadlock's abandonment) */
+} rill__task_watch;
+
+struct rill_task {
+    rill__fiber fiber;         /* first: a fiber of a task is its task */
+    uint32_t magic;            /* RILL__TASK_LIVE from spawn until freed */
+    rill_scope root;           /* the body runs inside it */
+    rill_fn *fn;
+    void *arg;
+    int status;
+    int index;                 /* spawn order within its group */
+    rill__list joiners;        /* the fiber in rill_join, if any */
+    rill_group *group;         /* owning group, or NULL */
+    rill__list link;           /* a group's child: on group->children while it
+                                  runs.  Any other task: on the run's
+                                  unjoined list from its end until joined or
+                                  detached */
+    bool detached, ended;
+    bool joining;              /* a fiber is inside rill_join(t) */
+    const rill__task_watch *watch; /* a group's, or an as_completed's */
+    struct rill__observer *observer; /* an as_completed waiting for t to end
+                                  (completed.c): join and detach are refused */
+    char name_buf[32];
+    struct rill_task *next_free; /* in the runtime's cache of task structs */
+};
+
+#define RILL__TASK_LIVE 0x7a5c0a11u
+#define RILL__TASK_FREED 0x7a5c0dedu
+
+rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o);
+void rill__task_free(rill_task *t);
+
+/* ---- other threads (remote.c, pool.c) ------------------------------------ */
+
+/* Something another thread hands to a run: completed pool jobs and calls.
+ * Posted under the handle's mutex; run(m) is called on the run's thread. */
+typedef struct rill__msg {
+    rill__list node;
+    bool (*run)(struct rill__msg *m); /* false: no memory yet, try later */
+} rill__msg;
+
+/* The run's handle, made on first use (NULL if out of memory). */
+struct rill_runtime *rill__remote_of(rill__rt *rt);
+/* Take / drop a reference to the handle's memory (any thread). */
+void rill__remote_ref(struct rill_runtime *h);
+void rill__remote_unref(struct rill_runtime *h);
+/* Hand m to h's run and wake its loop.  false if the run has ended. */
+bool rill__remote_post(struct rill_runtime *h, rill__msg *m);
+
+/* ---- file descriptors (fd.c) ------------------------------------------------- */
+
 /* ---- generators (gen.c) ------------------------------------------------- */
 
 typedef enum rill__gen_state {
@@ -484,6 +601,9 @@ struct rill_gen {
     rill_scope root;           /* outermost scope of the body; its parent is
                                   the consumer's innermost scope while running */
     rill__waiter consumer_wait; /* the consumer is blocked on it meanwhile */
+    rill__waiter parked;       /* the body's own fiber waits on it while not
+                                  running (unstarted, suspended): uncancellable,
+                                  on no list; only its consumer resumes it */
     void *value;               /* last yielded */
     void *sent;                /* last sent */
     int resume_with;           /* what the suspended rill_yield returns */
@@ -493,7 +613,7 @@ struct rill_gen {
     bool started;
     bool owned;                /* an adapter's source: the adapter frees it */
     uint64_t run_id;           /* the run it first ran in: that run closes it */
-    rill__list node;           /* on rt->gens while the runtime knows it */
+    rill__list node;           /* on rt->gens.list while the runtime knows it */
     char name_buf[32];
 };
 
@@ -506,31 +626,14 @@ typedef struct rill__gen_hooks {
 /* Create a generator with hooks (NULL for none). */
 rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
                         const rill__gen_hooks *hooks);
-/* Close every suspended generator (a task body, for rill_run's end). */
-int rill__gens_shutdown(void *unused);
-bool rill__gens_suspended(void);
-/* A consumer's delegate chain is being abandoned (a deadlock that persists):
- * finish every generator on it, releasing their stacks. */
-void rill__gens_abandon_chain(rill__fiber *consumer);
 /* In a body: return err (< 0) from the consumer's call and stay suspended
  * (a wait that was cancelled, not an end).  Returns as rill_yield. */
 int rill__yield_error(rill_gen *g, int err);
 /* Free a generator whatever its owner (adapters freeing their sources). */
 void rill__gen_free(rill_gen *g);
-/* Fiber at the end of f's delegate chain. */
-static inline rill__fiber *rill__leaf(rill__fiber *f) {
-    while (f->delegate) f = f->delegate;
-    return f;
-}
-/* Fiber at the start of f's delegator chain (a task, or the host). */
-static inline rill__fiber *rill__root(rill__fiber *f) {
-    while (f->delegator) f = f->delegator;
-    return f;
-}
 
 /* ---- groups (group.c) ---------------------------------------------------- */
 
-void rill__group_child_ended(rill_task *t);
 /* rill_group_init for rill's own groups, which live in rill's frames. */
 void rill__group_init(rill_group *g);
 

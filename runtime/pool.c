@@ -78,7 +78,7 @@ static void fork_child(void) {
         pool.workers = w->next;
         free(w);
     }
-    rill_runtime *mine = rill__self ? rill__self->remote : NULL;
+    rill_runtime *mine = rill__self ? rill__self->remote.handle : NULL;
     rill__list keep;
     rill__list_init(&keep);
     rill__list *n;
@@ -238,13 +238,12 @@ static int submit(job *j) {
 /* The job's post, received on the caller's run's thread. */
 static bool job_done(rill__msg *m) {
     job *j = rill__container_of(m, job, msg);
+    rill__keepalive(rill__self, -1); /* counted from its submission */
     if (j->abandoned) { /* set on this thread: no lock needed to read it */
-        rill__self->abandoned_jobs--;
         job_drop(j);
         return true;
     }
     j->delivered = true;
-    rill__self->pending_jobs--;
     rill__fiber *f = j->w.fiber;
     /* The caller may be READY meanwhile, woken by a cancellation it must sit
      * out: it finds `delivered` when it runs. */
@@ -263,12 +262,10 @@ static void job_unhook(rill__waiter *w) {
         pool.nqueued--;
         j->dropped = gone = true;
     } else if (j->detached && !j->abandoned) {
-        j->abandoned = true;
-        gone = true;
-        rill__self->abandoned_jobs++;
+        j->abandoned = true; /* still counted, until it ends */
     }
     pthread_mutex_unlock(&pool.mu);
-    if (gone) rill__self->pending_jobs--;
+    if (gone) rill__keepalive(rill__self, -1);
 }
 
 RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
@@ -302,19 +299,15 @@ RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(
         }
         return rc;
     }
-    rt->pending_jobs++;
-    rill__remote_keepalive(rt);
+    /* Until it is posted back (or dropped), it may wake this run. */
+    rill__keepalive(rt, 1);
     rc = rill__suspend(&j->w);
     if (!j->delivered) {
         if (j->dropped) { /* cancelled before it started */
             if (detached) job_drop(j);
-            rill__remote_keepalive(rt);
             return rc;
         }
-        if (detached) { /* abandoned: it ends on its own */
-            rill__remote_keepalive(rt);
-            return rc;
-        }
+        if (detached) return rc; /* abandoned: it ends on its own */
         /* Running with arg on our stack: sit the cancellation out. */
         j->w.uncancellable = true;
         while (!j->delivered) rill__suspend(&j->w);

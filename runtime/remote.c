@@ -117,22 +117,34 @@ static bool drain(rill_runtime *h, bool all) {
     return any;
 }
 
+/* Handles held by other threads count in rt->keepalive (one of them may
+ * send a call) while calls are taken.  Their count changes on any thread;
+ * the run's thread catches up here, woken when the last one goes. */
+static void holders_sync(rill__rt *rt) {
+    rill_runtime *h = rt->remote.handle;
+    /* calls_open changes on this thread only: read without the lock. */
+    bool want = h && h->calls_open && atomic_load(&h->holders) > 0;
+    if (want == rt->remote.holders_counted) return;
+    rt->remote.holders_counted = want;
+    rill__keepalive(rt, want ? 1 : -1);
+}
+
 static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
     (void)loop;
     (void)revents;
     drain(rill__container_of(w, rill_runtime, async), false);
-    rill__remote_keepalive(rill__self);
+    holders_sync(rill__self);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
     drain(rill__container_of(w, rill_runtime, retry), false);
-    rill__remote_keepalive(rill__self);
+    holders_sync(rill__self);
 }
 
 rill_runtime *rill__remote_of(rill__rt *rt) {
-    if (rt->remote) return rt->remote;
+    if (rt->remote.handle) return rt->remote.handle;
     rill_runtime *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     pthread_mutex_init(&h->mu, NULL);
@@ -143,21 +155,10 @@ rill_runtime *rill__remote_of(rill__rt *rt) {
     ev_async_init(&h->async, on_post);
     ev_timer_init(&h->retry, on_retry, 0, 0);
     ev_async_start(rt->loop, &h->async);
-    /* Only what rill__remote_keepalive counts keeps the loop alive. */
+    /* The watcher alone does not keep the loop alive: rt->keepalive does. */
     ev_unref(rt->loop);
-    rt->remote_refd = false;
-    rt->remote = h;
+    rt->remote.handle = h;
     return h;
-}
-
-void rill__remote_keepalive(rill__rt *rt) {
-    rill_runtime *h = rt->remote;
-    if (!h) return;
-    bool want = rt->pending_jobs > 0 || rt->abandoned_jobs > 0 || atomic_load(&h->holders) > 0;
-    if (want == rt->remote_refd) return;
-    if (want) ev_ref(rt->loop);
-    else ev_unref(rt->loop);
-    rt->remote_refd = want;
 }
 
 /* ---- calls from other threads -------------------------------------------- */
@@ -206,7 +207,7 @@ rill_runtime *rill_runtime_current(void) {
     }
     rill__remote_ref(h);
     atomic_fetch_add(&h->holders, 1);
-    rill__remote_keepalive(rt);
+    holders_sync(rt);
     return h;
 }
 
@@ -249,22 +250,26 @@ void rill_runtime_release(rill_runtime *h) {
 
 /* ---- the run's end ---------------------------------------------------------- */
 
-bool rill__remote_close(rill__rt *rt) {
-    rill_runtime *h = rt->remote;
+/* The scheduler's idle hook: no fiber is left, so calls are refused from
+ * now on, and those accepted meanwhile are started (a batch at a time: the
+ * run goes on while some are left). */
+static bool close_calls(rill__rt *rt) {
+    rill_runtime *h = rt->remote.handle;
     if (!h) return false;
     pthread_mutex_lock(&h->mu);
     h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
-    /* A batch at a time here too: the run goes on while calls are left. */
+    holders_sync(rt); /* a holder can send nothing now */
     return drain(h, false);
 }
 
-void rill__remote_end(rill__rt *rt) {
-    rill_runtime *h = rt->remote;
+static void remote_run_end(rill__rt *rt) {
+    rill_runtime *h = rt->remote.handle;
     if (!h) return;
     pthread_mutex_lock(&h->mu);
     h->open = h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
+    holders_sync(rt);
     /* Only jobs whose callers gave up can be left: drop them properly. */
     drain(h, true);
     /* What is still there found no memory for a task, even now. */
@@ -277,12 +282,10 @@ void rill__remote_end(rill__rt *rt) {
     if (dropped)
         fprintf(stderr, "rill: out of memory: %zu call%s from other threads could not run\n",
                 dropped, dropped == 1 ? "" : "s");
-    if (!rt->remote_refd) ev_ref(rt->loop);
+    ev_ref(rt->loop); /* it was unref'ed when started */
     ev_async_stop(rt->loop, &h->async);
     ev_timer_stop(rt->loop, &h->retry);
-    rt->remote = NULL;
-    rt->remote_refd = false;
-    rt->pending_jobs = rt->abandoned_jobs = 0;
+    rt->remote.handle = NULL;
     rill__remote_unref(h);
 }
 
@@ -290,18 +293,31 @@ void rill__remote_end(rill__rt *rt) {
 
 /* The forking thread's handle is locked across the fork, so that the
  * child's copy of it (the inbox, above all) is whole. */
-void rill__remote_fork_prepare(rill__rt *rt) {
-    if (rt && rt->remote) pthread_mutex_lock(&rt->remote->mu);
+static void remote_fork_prepare(rill__rt *rt) {
+    if (rt->remote.handle) pthread_mutex_lock(&rt->remote.handle->mu);
 }
 
-void rill__remote_fork_parent(rill__rt *rt) {
-    if (rt && rt->remote) pthread_mutex_unlock(&rt->remote->mu);
+static void remote_fork_parent(rill__rt *rt) {
+    if (rt->remote.handle) pthread_mutex_unlock(&rt->remote.handle->mu);
 }
 
 /* Its ev_async works in the child once libev's loop has been told of the
- * fork (a new wake-up fd, sched.c); posts accepted before the fork are in
+ * fork (a new wake-up fd, runtime.c); posts accepted before the fork are in
  * the inbox and still run.  Holders of its references on other threads do
  * not exist in the child: the child's run never sees them let go. */
-void rill__remote_after_fork(rill__rt *rt) {
-    if (rt && rt->remote) pthread_mutex_init(&rt->remote->mu, NULL);
+static void remote_fork_child(rill__rt *rt) {
+    if (rt->remote.handle) pthread_mutex_init(&rt->remote.handle->mu, NULL);
 }
+
+static void remote_init(rill__rt *rt) {
+    rt->remote.close.run = close_calls;
+    rill__sched_on_idle(rt, &rt->remote.close);
+}
+
+const rill__module rill__remote_module = {
+    .init = remote_init,
+    .run_end = remote_run_end,
+    .fork_prepare = remote_fork_prepare,
+    .fork_parent = remote_fork_parent,
+    .fork_child = remote_fork_child,
+};

@@ -1,41 +1,39 @@
 /*
- * The scheduler: run queue, the host loop on libev, deadlock detection,
- * embedding, and rill_dump.  The rules are in internal.h.
+ * The scheduler: fiber states, the run queue, blocking and waking, the
+ * host's loop on libev (timers, deadlock detection, the hooks modules
+ * register), and running fibers from a foreign loop's watchers.  It knows
+ * fibers, timers and libev; tasks and generators plug in through their
+ * fibers' ops.  rill_dump is here too: it reads fibers and their scopes.
+ * The rules are in internal.h.
  */
-#include <pthread.h>
-#include <string.h>
-#include <time.h>
-
 #include "internal.h"
-
-_Thread_local rill__rt *rill__self;
 
 /* Hand-offs between fibers before the host polls libev without blocking:
  * bounds how long timers and I/O wait behind fibers that keep yielding. */
 #define BUDGET 64u
 
-_Noreturn void rill__panic(const char *file, int line, const char *cond,
-                           const char *why) {
-    rill__rt *rt = rill__self;
-    const char *who = rt && rt->current ? rt->current->name : "?";
-    fprintf(stderr, "rill: internal error in fiber '%s' at %s:%d: %s (%s)\n",
-            who ? who : "?", file, line, why, cond);
-    abort();
-}
-
-double rill_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 struct ev_loop *rill_loop(void) { return rill__self ? rill__self->loop : NULL; }
+
+/* ---- states ------------------------------------------------------------------ */
+
+static const bool allowed[5][5] = {
+    [RILL__NEW] = {[RILL__READY] = true, [RILL__BLOCKED] = true},
+    [RILL__READY] = {[RILL__RUNNING] = true},
+    [RILL__RUNNING] = {[RILL__READY] = true, [RILL__BLOCKED] = true, [RILL__DONE] = true},
+    [RILL__BLOCKED] = {[RILL__READY] = true, [RILL__RUNNING] = true, [RILL__DONE] = true},
+};
+
+void rill__fiber_set_state(rill__fiber *f, rill__state to) {
+    RILL_ASSERT(allowed[f->state][to], "a fiber state change that internal.h does not allow");
+    /* The lists that go with the state (internal.h). */
+    RILL_ASSERT(to != RILL__READY || !f->wait, "a ready fiber still has a wait");
+    RILL_ASSERT(to != RILL__BLOCKED || f->wait, "a blocked fiber has no wait");
+    f->state = to;
+}
 
 void rill__make_ready(rill__fiber *f) {
     rill__rt *rt = rill__self;
-    RILL_ASSERT(f->state != RILL__READY && f->state != RILL__DONE,
-                "made a fiber ready twice, or after it ended");
-    f->state = RILL__READY;
+    rill__fiber_set_state(f, RILL__READY);
     rill__list_push(&rt->runq, &f->node);
     /* Woken by a callback of a foreign loop's last iteration: keep that
      * loop from returning before the fiber has run. */
@@ -49,8 +47,10 @@ void rill__fiber_track(rill__fiber *f) {
 }
 
 void rill__fiber_untrack(rill__fiber *f) {
+    rill__rt *rt = rill__self;
     rill__list_remove(&f->all_node);
-    rill__self->nfibers--;
+    rt->nfibers--;
+    rt->run.ended++;
 }
 
 void rill__reschedule(void) {
@@ -65,10 +65,10 @@ void rill__reschedule(void) {
         }
     }
     if (next == self) { /* it yielded and nobody else was ready */
-        self->state = RILL__RUNNING;
+        rill__fiber_set_state(self, RILL__RUNNING);
         return;
     }
-    next->state = RILL__RUNNING;
+    if (next != &rt->host) rill__fiber_set_state(next, RILL__RUNNING);
     rill__switch(self, next);
 }
 
@@ -78,8 +78,71 @@ static void run_ready(rill__rt *rt) {
     if (!n) return;
     rt->budget = BUDGET;
     rill__fiber *f = rill__container_of(n, rill__fiber, node);
-    f->state = RILL__RUNNING;
+    rill__fiber_set_state(f, RILL__RUNNING);
     rill__switch(&rt->host, f);
+}
+
+/* ---- blocking and waking --------------------------------------------------------- */
+
+int rill__suspend(rill__waiter *w) {
+    rill__rt *rt = rill__self;
+    rill__fiber *f = rt->current;
+    RILL_ASSERT(f->state == RILL__RUNNING, "only a running fiber can block");
+    w->fiber = f;
+    f->wait = w;
+    rill__fiber_set_state(f, RILL__BLOCKED);
+    rill__reschedule();
+    return w->result;
+}
+
+void rill__wake(rill__waiter *w, int result) {
+    rill__fiber *f = w->fiber;
+    RILL_ASSERT(f->state == RILL__BLOCKED && f->wait == w,
+                "woke a fiber that was not blocked on this wait");
+    f->wait = NULL;
+    w->result = result;
+    rill__make_ready(f);
+}
+
+void rill__interrupt(rill__fiber *f, int err) {
+    if (f->state != RILL__BLOCKED) return; /* already woken: it keeps its wake-up */
+    rill__waiter *w = f->wait;
+    if (w->uncancellable && err == -ECANCELED) return;
+    w->unhook(w);
+    rill__wake(w, err);
+}
+
+/* ---- what keeps the run alive ------------------------------------------------------ */
+
+void rill__keepalive(rill__rt *rt, int delta) {
+    RILL_ASSERT(delta >= 0 || rt->keepalive >= (unsigned)-delta,
+                "the keep-alive count went below zero");
+    bool was = rt->keepalive > 0;
+    rt->keepalive += (unsigned)delta;
+    /* libev sees the whole count as one active watcher. */
+    if (!rt->loop || was == (rt->keepalive > 0)) return;
+    if (was) ev_unref(rt->loop);
+    else ev_ref(rt->loop);
+}
+
+void rill__sched_on_idle(rill__rt *rt, rill__hook *h) { rill__list_push(&rt->idle_hooks, &h->node); }
+
+void rill__sched_before_poll(rill__rt *rt, rill__hook *h) {
+    rill__list_push(&rt->poll_hooks, &h->node);
+}
+
+/* Run the idle hooks in order until one makes work. */
+static bool idle_work(rill__rt *rt) {
+    for (rill__list *n = rt->idle_hooks.next; n != &rt->idle_hooks; n = n->next)
+        if (rill__container_of(n, rill__hook, node)->run(rt)) return true;
+    return false;
+}
+
+static bool before_poll(rill__rt *rt) {
+    bool woke = false;
+    for (rill__list *n = rt->poll_hooks.next; n != &rt->poll_hooks; n = n->next)
+        woke |= rill__container_of(n, rill__hook, node)->run(rt);
+    return woke;
 }
 
 /* ---- timers on libev ------------------------------------------------------- */
@@ -98,54 +161,45 @@ static void arm_wakeup(rill__rt *rt) {
     ev_timer_start(rt->loop, &rt->wakeup);
 }
 
-void rill__timers_poll(void) {
-    rill__rt *rt = rill__self;
-    if (!rt->heap_len) return;
-    double now = rill_now();
-    if (rt->heap[1]->at <= now) rill__timers_run(now);
-}
-
 static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)w;
     (void)revents;
     rill__self->wakeup_at = INFINITY;
-    rill__timers_poll();
+    rill__timers_run();
 }
 
 /* ---- deadlock ---------------------------------------------------------------- */
 
-/* Free every fiber without running it again: for fibers that blocked again,
+/* End every fiber without running it again: for fibers that blocked again,
  * with nothing to wake them, after being woken with -EDEADLK. */
 static void abandon_all(rill__rt *rt) {
     /* First take every wait off the lists it is on (some live on other
-     * abandoned stacks), then release the stacks. */
+     * abandoned stacks), then end the fibers, generators a consumer was
+     * running first. */
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
-        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
+        rill__fiber *f = rill__leaf(rill__container_of(n, rill__fiber, all_node));
         if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
     }
-    /* The generators a consumer was running end with it. */
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next)
-        rill__gens_abandon_chain(rill__container_of(n, rill__fiber, all_node));
-    rt->abandoned = true;
+    rt->run.abandoned = true;
     rill__list *n;
     while ((n = rill__list_pop(&rt->all))) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         rt->nfibers--;
-        rill__scopes_drop(f);
-        f->state = RILL__DONE;
-        rill__fiber_release(f);
-        if (!f->is_task) continue;
-        rill_task *t = (rill_task *)f;
-        t->ended = true;
-        t->status = -EDEADLK;
-        if (t->group) rill__list_remove(&t->link); /* its group may live on */
-        if (t != rt->main) rill__task_free(t);
+        for (rill__fiber *g = f->delegate, *next; g; g = next) {
+            next = g->delegate;
+            g->delegate = g->delegator = NULL;
+            rill__fiber_set_state(g, RILL__DONE);
+            g->ops->abandon(g);
+        }
+        f->delegate = NULL;
+        rill__fiber_set_state(f, RILL__DONE);
+        f->ops->abandon(f);
     }
 }
 
 static void deadlock(rill__rt *rt) {
-    if (rt->deadlocked && rt->ended_count == rt->ended_at_deadlock) {
+    if (rt->run.deadlocked && rt->run.ended == rt->run.ended_at_deadlock) {
         fprintf(stderr, "rill: still deadlocked, and no fiber ended since they were woken "
                         "with -EDEADLK: abandoning %zu fiber%s without unwinding them\n",
                 rt->nfibers, rt->nfibers == 1 ? "" : "s");
@@ -155,74 +209,63 @@ static void deadlock(rill__rt *rt) {
     fprintf(stderr, "rill: deadlock: every fiber is blocked and nothing can "
                     "wake one; their blocking calls return -EDEADLK\n");
     rill_dump(stderr);
-    rt->deadlocked = true;
-    rt->ended_at_deadlock = rt->ended_count;
+    rt->run.deadlocked = true;
+    rt->run.ended_at_deadlock = rt->run.ended;
+    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next)
+        rill__interrupt(rill__leaf(rill__container_of(n, rill__fiber, all_node)), -EDEADLK);
+}
+
+void rill__sched_cancel_all(rill__rt *rt) {
+    rt->run.shutting_down = true;
     for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
-        rill__interrupt(rill__leaf(f), -EDEADLK);
+        f->ops->cancel(f);
     }
 }
 
-static void cancel_all_tasks(rill__rt *rt) {
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
-        rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
-        if (f->is_task) rill_cancel((rill_task *)f);
-    }
-}
-
-/* Drive the loop until no fiber is left.  When `main` (if any) ends, the
- * tasks left are cancelled, as asyncio.run does. */
-static void drive(rill__rt *rt, rill_task *main) {
+void rill__sched_drive(rill__rt *rt, rill__fiber *main) {
     bool rest_cancelled = false;
     for (;;) {
         run_ready(rt);
         if (rt->nfibers == 0) {
-            /* Calls other threads made meanwhile still run; later ones are
-             * refused. */
-            if (rill__remote_close(rt)) continue;
-            /* After abandoning fibers, generators may point into what was
-             * freed: leave them alone. */
-            if (rt->abandoned || !rill__gens_suspended()) {
-                /* Detached jobs whose callers gave up end before the run
-                 * does (their release() may flush or free): wait for them. */
-                if (!rt->abandoned_jobs) return;
-                rill__remote_keepalive(rt);
-                ev_run(rt->loop, EVRUN_ONCE);
-                continue;
-            }
-            /* asyncio's shutdown_asyncgens: close the generators left
-             * suspended, from a task (cleanups may block) born cancelled. */
-            rt->shutting_down = true;
-            rill_task *t = rill__task_new(rill__gens_shutdown, NULL,
-                                          &(rill_opts){.name = "gen-shutdown"});
-            if (!t) return; /* out of memory: they stay suspended */
-            rill_detach(t);
+            if (idle_work(rt)) continue;
+            if (!rt->keepalive) return;
+            /* Jobs on other threads whose callers gave up end before the
+             * run does (their release() may flush or free). */
+            ev_run(rt->loop, EVRUN_ONCE);
             continue;
         }
-        if (main && main->ended && !rest_cancelled) {
-            rt->shutting_down = true;
-            cancel_all_tasks(rt);
+        if (main && main->state == RILL__DONE && !rest_cancelled) {
+            rill__sched_cancel_all(rt);
             rest_cancelled = true;
             continue;
         }
         bool idle = rill__list_empty(&rt->runq);
         arm_wakeup(rt);
-        rill__remote_keepalive(rt);
         int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
-        rill__timers_poll();
+        rill__timers_run();
         if (idle && rill__list_empty(&rt->runq) && !alive && rill__timers_next() == INFINITY)
             deadlock(rt);
     }
 }
 
-/* ---- the prepare watcher: what must happen right before libev polls ---------- */
+/* ---- libev's hooks: before each poll, and attached, after it ----------------------- */
 
-static void attach_tick(struct ev_loop *loop, rill__rt *rt);
+/* Attached, the fibers run here, from the foreign loop's callbacks. */
+static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
+    /* A fiber that runs the loop itself (ev_run from inside a fiber) must not
+     * have the host's context overwritten under it. */
+    if (rt->current != &rt->host) return;
+    rill__timers_run();
+    run_ready(rt);
+    /* Fibers still ready: keep the loop from blocking in its poll. */
+    if (!rill__list_empty(&rt->runq)) ev_idle_start(loop, &rt->idle);
+    else ev_idle_stop(loop, &rt->idle);
+    arm_wakeup(rt);
+}
 
 /* libev runs prepare watchers, then hands fd changes to the kernel, then
- * polls.  Attached, rill runs its fibers here; in every mode (a fiber may
- * run the loop itself) the fds they asked for are checked here, as late as
- * possible: a closed one would make libev abort. */
+ * polls: the poll hooks (fd.c's checks) come last, after any fiber ran. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     (void)w;
     (void)revents;
@@ -230,225 +273,8 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
     if (rt->attached) attach_tick(loop, rt);
     /* Attached, a fiber made ready keeps the poll from blocking (the idle
      * watcher); under rill_run the host runs it before polling. */
-    if (rill__fds_recheck(rt) && !rt->attached && rt->current == &rt->host)
+    if (before_poll(rt) && !rt->attached && rt->current == &rt->host)
         ev_break(loop, EVBREAK_ONE);
-}
-
-/* rill's own hook must not keep the loop alive on its own. */
-static void prepare_start(rill__rt *rt) {
-    ev_prepare_init(&rt->prepare, on_prepare);
-    ev_prepare_start(rt->loop, &rt->prepare);
-    ev_unref(rt->loop);
-}
-
-static void prepare_stop(rill__rt *rt) {
-    if (!ev_is_active(&rt->prepare)) return;
-    ev_ref(rt->loop);
-    ev_prepare_stop(rt->loop, &rt->prepare);
-}
-
-/* ---- runtime lifetime -------------------------------------------------------- */
-
-/* fork(): the child has one thread, the forking one, so at most one
- * runtime lives on there, that thread's, and it keeps its run.  libev's
- * loop shares its kernel state (the epoll set, the wake-up fd) with the
- * parent's until told of the fork: ev_loop_fork makes the child's next
- * iteration create its own.  pthread_atfork handlers, rather than a
- * getpid() check per iteration: they run before the child runs any code,
- * cost nothing until a fork, and reset mutexes that other threads held. */
-static void fork_prepare(void) { rill__remote_fork_prepare(rill__self); }
-static void fork_parent(void) { rill__remote_fork_parent(rill__self); }
-
-static void fork_child(void) {
-    rill__rt *rt = rill__self;
-    if (!rt || !rt->loop) return;
-    ev_loop_fork(rt->loop);
-    rill__fds_after_fork(rt);
-    rill__remote_after_fork(rt);
-}
-
-static void fork_hooks(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
-
-static rill__rt *rt_new(struct ev_loop *loop, bool own) {
-    /* Once per process, with the first runtime: before it, no run exists
-     * that a fork could split. */
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, fork_hooks);
-    rill__rt *rt = calloc(1, sizeof *rt);
-    if (!rt) return NULL;
-    rt->loop = loop;
-    rt->own_loop = own;
-    rt->bare = loop == NULL;
-    rill__list_init(&rt->runq);
-    rill__list_init(&rt->all);
-    rill__list_init(&rt->unjoined);
-    rill__list_init(&rt->gens);
-    rt->host.state = RILL__RUNNING;
-    rt->host.name = "(host)";
-    rt->current = &rt->host;
-    rt->wakeup_at = INFINITY;
-    ev_timer_init(&rt->wakeup, on_wakeup, 0, 0);
-    rill__self = rt;
-    return rt;
-}
-
-/* What a runtime owns beyond its struct and what its generators need: a
- * run that ends with generators still allocated keeps only those. */
-static void rt_trim(rill__rt *rt) {
-    rill__tasks_free_unjoined();
-    while (rt->free_tasks) {
-        rill_task *t = rt->free_tasks;
-        rt->free_tasks = t->next_free;
-        free(t);
-    }
-    rt->nfree_tasks = 0;
-    /* Suspended generators keep no timer armed (rill__scopes_suspend). */
-    if (!rt->heap_len) rill__timers_free();
-    if (!rt->scopes.len) rill__scopes_free(rt);
-    rill__stacks_trim();
-    rill__signals_end(rt);
-}
-
-static void rt_free(rill__rt *rt) {
-    if (rt->loop) {
-        ev_timer_stop(rt->loop, &rt->wakeup);
-        prepare_stop(rt);
-        rill__remote_end(rt);
-    }
-    rill__fds_free(rt);
-    rt_trim(rt);
-    rill__timers_free();
-    rill__scopes_free(rt);
-    rill__stacks_free();
-    if (rt->own_loop) ev_loop_destroy(rt->loop);
-    if (rill__self == rt) rill__self = NULL;
-    free(rt);
-}
-
-/* A bare runtime left to a thread by generators that were never freed: a
- * small struct (the generators themselves are their owner's leak).  Freed
- * when the thread exits, or at process exit for the thread calling exit. */
-static pthread_key_t bare_key;
-static pthread_once_t bare_once = PTHREAD_ONCE_INIT;
-
-static void bare_thread_exit(void *rt) {
-    rill__self = rt;
-    rt_free(rt);
-}
-
-static void bare_process_exit(void) {
-    rill__rt *rt = rill__self;
-    if (rt && rt->bare && rt->current == &rt->host) rt_free(rt);
-}
-
-static void bare_keys(void) {
-    (void)pthread_key_create(&bare_key, bare_thread_exit);
-    atexit(bare_process_exit);
-}
-
-/* A runtime for this thread, driving `loop`: a new one, or the bare one
- * that generators made outside rill_run (they keep working inside).
- * NULL with *err set if the thread already runs one. */
-static rill__rt *rt_acquire(struct ev_loop *loop, bool own, int *err) {
-    rill__rt *rt = rill__self;
-    if (rt && (!rt->bare || rt->current != &rt->host)) {
-        *err = -EBUSY;
-        return NULL;
-    }
-    static _Atomic uint64_t runs;
-    if (!rt) {
-        rt = rt_new(loop, own);
-        if (!rt) *err = -ENOMEM;
-    } else {
-        rt->loop = loop;
-        rt->own_loop = own;
-        rt->bare = false;
-        pthread_setspecific(bare_key, NULL); /* a run again: not left over */
-    }
-    if (rt && rill__signals_begin(rt) != 0) {
-        rt->loop = NULL; /* the caller keeps its loop */
-        rt->own_loop = false;
-        rt->bare = true;
-        if (!rt->ngens) rt_free(rt);
-        *err = -ENOMEM;
-        return NULL;
-    }
-    if (rt) rt->run_id = ++runs;
-    return rt;
-}
-
-/* The loop goes away; generators still allocated keep a bare runtime. */
-static void rt_release(rill__rt *rt) {
-    if (!rt->ngens) {
-        rt_free(rt);
-        return;
-    }
-    ev_timer_stop(rt->loop, &rt->wakeup);
-    prepare_stop(rt);
-    rill__remote_end(rt);
-    rill__fds_free(rt);
-    rt_trim(rt);
-    if (rt->own_loop) ev_loop_destroy(rt->loop);
-    rt->loop = NULL;
-    rt->own_loop = rt->attached = rt->deadlocked = rt->shutting_down = rt->abandoned = false;
-    rt->bare = true;
-    rt->run_id = 0;
-    rt->wakeup_at = INFINITY;
-    pthread_once(&bare_once, bare_keys);
-    pthread_setspecific(bare_key, rt);
-}
-
-rill__rt *rill__bare_runtime(void) {
-    return rill__self ? rill__self : rt_new(NULL, false);
-}
-
-void rill__bare_release(void) {
-    rill__rt *rt = rill__self;
-    if (!rt || !rt->bare || rt->ngens || rt->current != &rt->host) return;
-    pthread_once(&bare_once, bare_keys);
-    pthread_setspecific(bare_key, NULL);
-    rt_free(rt);
-}
-
-int rill_run(rill_fn *main, void *arg) {
-    if (!main) return -EINVAL;
-    if (rill__self && !rill__self->bare) return -EBUSY;
-    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
-    if (!loop) return -ENOMEM;
-    int err = 0;
-    rill__rt *rt = rt_acquire(loop, true, &err);
-    if (!rt) {
-        ev_loop_destroy(loop);
-        return err;
-    }
-    rill_task *t = rill__task_new(main, arg, &(rill_opts){.name = "main"});
-    if (!t) {
-        rt_release(rt);
-        return -ENOMEM;
-    }
-    rt->main = t;
-    prepare_start(rt);
-    drive(rt, t);
-    int status = rt->deadlocked ? -EDEADLK : t->status;
-    rt->main = NULL;
-    rill__task_free(t);
-    rt_release(rt);
-    return status;
-}
-
-/* ---- embedding into a foreign libev loop ------------------------------------ */
-
-static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
-    /* A fiber that runs the loop itself (ev_run from inside a fiber) must not
-     * have the host's context overwritten under it. */
-    if (rt->current != &rt->host) return;
-    rill__timers_poll();
-    run_ready(rt);
-    /* Fibers still ready: keep the loop from blocking in its poll. */
-    if (!rill__list_empty(&rt->runq)) ev_idle_start(loop, &rt->idle);
-    else ev_idle_stop(loop, &rt->idle);
-    arm_wakeup(rt);
-    rill__remote_keepalive(rt);
 }
 
 static void on_check(struct ev_loop *loop, ev_check *w, int revents) {
@@ -463,37 +289,51 @@ static void on_idle(struct ev_loop *loop, ev_idle *w, int revents) {
     (void)revents;
 }
 
-int rill_attach(struct ev_loop *loop) {
-    if (!loop) return -EINVAL;
-    int err = 0;
-    rill__rt *rt = rt_acquire(loop, false, &err);
-    if (!rt) return err;
+void rill__sched_init(rill__rt *rt) {
+    rill__list_init(&rt->runq);
+    rill__list_init(&rt->all);
+    rill__list_init(&rt->idle_hooks);
+    rill__list_init(&rt->poll_hooks);
+    rt->host.state = RILL__RUNNING;
+    rt->host.name = "(host)";
+    rt->current = &rt->host;
+    rt->wakeup_at = INFINITY;
+    ev_timer_init(&rt->wakeup, on_wakeup, 0, 0);
+    ev_prepare_init(&rt->prepare, on_prepare);
     ev_check_init(&rt->check, on_check);
     ev_idle_init(&rt->idle, on_idle);
-    /* rill's own hooks must not keep the user's loop alive on their own;
-     * its timers, fd waits and ready fibers do. */
-    prepare_start(rt);
-    ev_check_start(loop, &rt->check);
-    ev_unref(loop);
-    rt->attached = true;
-    return 0;
 }
 
-int rill_detach_loop(void) {
-    rill__rt *rt = rill__self;
-    if (!rt || !rt->attached) return -EINVAL;
-    if (rt->current != &rt->host) return -EPERM;
-    /* The prepare watcher stays: drive() needs its fd checks too. */
-    ev_ref(rt->loop);
-    ev_check_stop(rt->loop, &rt->check);
+/* rill's own watchers must not keep the loop alive on their own; its timers,
+ * fd waits, ready fibers and rt->keepalive do. */
+void rill__sched_start(rill__rt *rt, bool attached) {
+    ev_prepare_start(rt->loop, &rt->prepare);
+    ev_unref(rt->loop);
+    if (attached) {
+        ev_check_start(rt->loop, &rt->check);
+        ev_unref(rt->loop);
+    }
+    rt->attached = attached;
+}
+
+void rill__sched_stop(rill__rt *rt) {
+    if (ev_is_active(&rt->check)) {
+        ev_ref(rt->loop);
+        ev_check_stop(rt->loop, &rt->check);
+    }
     ev_idle_stop(rt->loop, &rt->idle);
-    rt->attached = false; /* from here on rill drives the loop itself */
-    rt->shutting_down = true;
-    cancel_all_tasks(rt);
-    drive(rt, NULL);
-    int rc = rt->deadlocked ? -EDEADLK : 0;
-    rt_release(rt);
-    return rc;
+    /* drive() after an attachment still needs the prepare watcher. */
+    rt->attached = false;
+}
+
+void rill__sched_run_end(rill__rt *rt) {
+    RILL_ASSERT(rt->keepalive == 0, "a run ended with something still keeping it alive");
+    if (ev_is_active(&rt->prepare)) {
+        ev_ref(rt->loop);
+        ev_prepare_stop(rt->loop, &rt->prepare);
+    }
+    ev_timer_stop(rt->loop, &rt->wakeup);
+    rt->wakeup_at = INFINITY;
 }
 
 /* ---- rill_dump ----------------------------------------------------------------- */

@@ -1,6 +1,7 @@
 /*
- * Cancel scopes.  A scope is a link in its fiber's chain (innermost first);
- * rill__fiber_cancelled() walks that chain up to the first shield.  Changing
+ * Cancellation: cancel scopes and the one cancellation check.  A scope is a
+ * link in its fiber's chain (innermost first); rill__fiber_cancelled() walks
+ * that chain up to the first shield.  Changing
  * a scope (cancel, deadline, unshield) re-checks the one fiber that can be
  * affected, the scope's owner, and interrupts it if it is blocked.
  *
@@ -94,10 +95,17 @@ void rill__scope_forget(const rill_scope *s) {
     if (e) table_remove(&rill__self->scopes, e);
 }
 
-void rill__scopes_free(rill__rt *rt) {
+static void scopes_free(rill__rt *rt) {
     free(rt->scopes.slots);
     rt->scopes = (rill__scope_table){0};
 }
+
+/* A bare runtime's generators may still hold scopes open. */
+static void scopes_run_end(rill__rt *rt) {
+    if (!rt->scopes.len) scopes_free(rt);
+}
+
+const rill__module rill__scope_module = {.run_end = scopes_run_end, .term = scopes_free};
 
 /* ---- scopes left open by a returning frame ----------------------------------- */
 
@@ -129,6 +137,59 @@ void rill__scope_check_below(const rill__fiber *f, const rill_scope *s) {
                         "function that entered it (at %s) returned while it was open "
                         "(exit it first, or declare it RILL_SCOPE_AUTO)\n", f->name, where);
     abort();
+}
+
+/* ---- the one cancellation check ---------------------------------------------- */
+
+bool rill__fiber_cancelled(const rill__fiber *f) {
+    for (const rill_scope *s = f->scope; s; s = s->parent) {
+        if (rill__scope_is_cancelled(s)) return true;
+        if (s->shield) return false;
+    }
+    return false;
+}
+
+int rill__checkpoint_below(const char *caller_sp) {
+    rill__rt *rt = rill__self;
+    /* Blocking needs a fiber to suspend, and a loop: a generator driven from
+     * outside any fiber (its consumer chain starts at the host) has neither. */
+    if (!rt || rill__root(rt->current) == &rt->host) return -EPERM;
+    /* As rill__fiber_cancelled, but a deadline that has passed counts even
+     * if the reactor has not fired its timer yet (the fiber may have been
+     * computing since): "a deadline in the past cancels at the next call".
+     * The clock is read only inside a scope with a deadline.  The walk goes
+     * on past a shield or a cancellation to judge every scope of the chain
+     * (rill__scope_chain_check) before anything reads it. */
+    rill__fiber *f = rt->current;
+    double now = NAN;
+    int rc = 0;
+    bool shielded = false;
+    for (rill_scope *s = f->scope; s; s = s->parent) {
+        if (rill__scope_is_below(f, s, caller_sp)) rill__scope_check_below(f, s);
+        if (rc || shielded) continue;
+        if (rill__scope_is_cancelled(s)) {
+            rc = -ECANCELED;
+            continue;
+        }
+        if (s->deadline < INFINITY) {
+            if (isnan(now)) now = rill_now();
+            if (s->deadline <= now) {
+                rill__scope_expire(s);
+                rc = -ECANCELED;
+                continue;
+            }
+        }
+        shielded = s->shield;
+    }
+    return rc;
+}
+
+bool rill_cancelled(void) { return rill__checkpoint() == -ECANCELED; }
+
+void rill__recheck(rill__fiber *f) {
+    f = rill__leaf(f); /* the fiber actually blocked, for a consumer */
+    if (f->state == RILL__BLOCKED && rill__fiber_cancelled(f))
+        rill__interrupt(f, -ECANCELED);
 }
 
 /* ---- deadlines ------------------------------------------------------------------ */
@@ -176,8 +237,8 @@ void rill__scopes_close_leftover(rill__fiber *f, rill_scope *base) {
     rill__scopes_drop(f);
     f->scope = base;
     if (!atomic_exchange(&warned, true))
-        fprintf(stderr, "rill: %s '%s' ended inside a scope it did not exit\n",
-                f->is_task ? "task" : "generator", f->name);
+        fprintf(stderr, "rill: %s '%s' ended inside a scope it did not exit\n", f->ops->kind,
+                f->name);
 }
 
 void rill__scope_expire(rill_scope *s) {

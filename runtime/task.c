@@ -9,7 +9,7 @@
 
 #define TASK_CACHE_MAX 1024u
 
-static void task_entry(rill__fiber *f);
+static const rill__fiber_ops task_ops;
 
 /* "task-N" without snprintf: spawning stays cheap. */
 static void default_name(char *buf, size_t len, uint64_t n) {
@@ -32,10 +32,10 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
         errno = EINVAL;
         return NULL;
     }
-    rill_task *t = rt->free_tasks;
+    rill_task *t = rt->tasks.free;
     if (t) {
-        rt->free_tasks = t->next_free;
-        rt->nfree_tasks--;
+        rt->tasks.free = t->next_free;
+        rt->tasks.nfree--;
     } else if (!(t = malloc(sizeof *t))) {
         errno = ENOMEM;
         return NULL;
@@ -44,17 +44,16 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     memset(&t->fiber.stack, 0, sizeof *t - offsetof(rill_task, fiber.stack));
     int rc = rill__fiber_init(&t->fiber, o ? o->stack_size : 0);
     if (rc != 0) {
-        t->next_free = rt->free_tasks;
-        rt->free_tasks = t;
-        rt->nfree_tasks++;
+        t->next_free = rt->tasks.free;
+        rt->tasks.free = t;
+        rt->tasks.nfree++;
         errno = -rc;
         return NULL;
     }
     t->magic = RILL__TASK_LIVE;
     t->fn = fn;
     t->arg = arg;
-    t->fiber.is_task = true;
-    t->fiber.entry = task_entry;
+    t->fiber.ops = &task_ops;
     if (o && o->name) {
         strncpy(t->name_buf, o->name, sizeof t->name_buf - 1);
         t->name_buf[sizeof t->name_buf - 1] = 0;
@@ -67,7 +66,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     rill__scope_open(&t->root, &t->fiber, INFINITY);
     /* Once rill_run's main has ended, every task is cancelled: so are the
      * ones spawned while the others unwind. */
-    if (rt->shutting_down) t->root.cancel_called = 1;
+    if (rt->run.shutting_down) t->root.cancel_called = 1;
     rill__fiber_track(&t->fiber);
     rill__make_ready(&t->fiber);
     return t;
@@ -75,60 +74,87 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
 
 void rill__task_free(rill_task *t) {
     rill__rt *rt = rill__self;
-    if (t->observer) rill__observer_forget(t); /* rill_run's end, or abandoned */
+    if (t->watch) t->watch->freed(t); /* rill_run's end, or abandoned */
     /* Cached structs keep this mark, so that a handle used again after its
      * join or detach is refused until the struct serves a new task. */
     t->magic = RILL__TASK_FREED;
-    if (rt && rt->nfree_tasks < TASK_CACHE_MAX) {
-        t->next_free = rt->free_tasks;
-        rt->free_tasks = t;
-        rt->nfree_tasks++;
+    if (rt && rt->tasks.nfree < TASK_CACHE_MAX) {
+        t->next_free = rt->tasks.free;
+        rt->tasks.free = t;
+        rt->tasks.nfree++;
         return;
     }
     free(t);
 }
 
-/* A task group on this stack with children still running would be written
- * to, by each child's end, after the frame holding it is gone. */
-void rill__check_groups_waited(const rill__fiber *f) {
-    if (f->busy_groups == 0) return;
-    fprintf(stderr, "rill: %s '%s' returned while a task group on its stack still had "
-                    "children running (rill_group_wait was not called)\n",
-            f->is_task ? "task" : "generator", f->name);
-    abort();
+static bool is_main(const rill_task *t) {
+    return rill__self && &t->fiber == rill__self->run.main;
 }
 
 static void task_entry(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     t->status = t->fn(t->arg);
-    rill__check_groups_waited(f);
+    rill__fiber_check_groups_waited(f);
     if (f->scope != &t->root) rill__scopes_close_leftover(f, &t->root);
     t->ended = true;
-    rill__self->ended_count++;
     rill__fiber_untrack(f);
-    if (t->group) {
-        rill__group_child_ended(t);
-    } else {
-        if (!t->detached && t != rill__self->main) rill__list_push(&rill__self->unjoined, &t->link);
+    if (!t->group) {
+        if (!t->detached && !is_main(t)) rill__list_push(&rill__self->tasks.unjoined, &t->link);
         rill__waitq_wake_all(&t->joiners, 0);
-        if (t->observer) rill__observer_ended(t);
     }
-    f->state = RILL__DONE;
+    if (t->watch) t->watch->ended(t);
+    rill__fiber_set_state(f, RILL__DONE);
     rill__reschedule();
     RILL_ASSERT(0, "a finished fiber was resumed");
 }
 
-void rill__fiber_reaped(rill__fiber *f) {
-    if (!f->is_task) return;
+static void task_reaped(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     if (t->detached || t->group) rill__task_free(t);
 }
 
-void rill__tasks_free_unjoined(void) {
+/* A deadlock that persists ends t unrun: its group (which may live on)
+ * forgets it, and it is freed unless rill_run still reads its status. */
+static void task_abandon(rill__fiber *f) {
+    rill_task *t = (rill_task *)f;
+    rill__scopes_drop(f); /* before the stack goes: some live on it */
+    rill__fiber_release(f);
+    t->ended = true;
+    t->status = -EDEADLK;
+    if (!is_main(t)) rill__task_free(t); /* its watch hears of it */
+}
+
+static void task_cancel(rill__fiber *f) { rill_cancel((rill_task *)f); }
+
+static const rill__fiber_ops task_ops = {
+    .kind = "task",
+    .entry = task_entry,
+    .reaped = task_reaped,
+    .abandon = task_abandon,
+    .cancel = task_cancel,
+};
+
+static void free_unjoined(rill__rt *rt) {
     rill__list *n;
-    while ((n = rill__list_pop(&rill__self->unjoined)))
+    while ((n = rill__list_pop(&rt->tasks.unjoined)))
         rill__task_free(rill__container_of(n, rill_task, link));
 }
+
+static void tasks_init(rill__rt *rt) { rill__list_init(&rt->tasks.unjoined); }
+
+/* A run is over: what nobody joined goes, and so does the cache. */
+static void tasks_run_end(rill__rt *rt) {
+    free_unjoined(rt);
+    while (rt->tasks.free) {
+        rill_task *t = rt->tasks.free;
+        rt->tasks.free = t->next_free;
+        free(t);
+    }
+    rt->tasks.nfree = 0;
+}
+
+const rill__module rill__task_module = {
+    .init = tasks_init, .run_end = tasks_run_end, .term = tasks_run_end};
 
 rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o) {
     return rill__task_new(fn, arg, o);
@@ -137,7 +163,7 @@ rill_task *rill_spawn_opts(rill_fn *fn, void *arg, const rill_opts *o) {
 rill_task *rill_spawn(rill_fn *fn, void *arg) { return rill__task_new(fn, arg, NULL); }
 
 static bool owned(const rill_task *t) {
-    return t->group || (rill__self && t == rill__self->main);
+    return t->group || is_main(t);
 }
 
 static bool live(const rill_task *t) { return t && t->magic == RILL__TASK_LIVE; }
@@ -190,5 +216,5 @@ rill_task *rill_current(void) {
     if (!rt) return NULL;
     /* In a generator's body: the task it runs for (asyncio.current_task()). */
     rill__fiber *f = rill__root(rt->current);
-    return f->is_task ? (rill_task *)f : NULL;
+    return f->ops == &task_ops ? (rill_task *)f : NULL;
 }

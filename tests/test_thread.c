@@ -303,6 +303,7 @@ FIBER_TEST(thread, every_ecanceled_from_a_detached_call_releases_its_argument) {
 /* A detached job that outlives its caller's main task: the run ends only
  * after it has (as asyncio.run shuts its executor down), released. */
 static owned late = {.g = GATE_INIT};
+static atomic_int late_main_returned;
 
 static int abandons_and_ends(void *arg) {
     (void)arg;
@@ -314,11 +315,16 @@ static int abandons_and_ends(void *arg) {
     int rc = rill_to_thread_detached(owned_job, &late, owned_release);
     rill_join(t);
     rill_scope_exit(&s);
+    atomic_store(&late_main_returned, 1);
     return rc == -ECANCELED ? 0 : -EIO;
 }
 
+/* Opens the job's gate only once main has returned (however slow the
+ * machine): the job is then certainly still running when the run's end
+ * has to wait for it. */
 static void *opens_late(void *arg) {
-    pause_ms(100);
+    while (!atomic_load(&late_main_returned)) pause_ms(1);
+    pause_ms(50);
     gate_open(arg);
     return NULL;
 }
@@ -599,6 +605,8 @@ static int ends_while_flooded(void *arg) {
     pthread_t t;
     if (pthread_create(&t, NULL, floods, f) != 0) return -EAGAIN;
     pthread_detach(t);
+    /* However late the thread starts, main ends in mid-flood. */
+    while (!atomic_load(&f->accepted)) rill_sleep(0.001);
     return rill_sleep(0.01);
 }
 
