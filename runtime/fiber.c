@@ -524,6 +524,11 @@ static void after_switch(rill__rt *rt) {
 
 void rill__switch(rill__fiber *from, rill__fiber *to) {
     rill__rt *rt = rill__self;
+    /* internal.h's rules: the running fiber leaves, for the host or a
+     * fiber made RUNNING; only a fiber leaves for the host. */
+    RILL_ASSERT(from == rt->current && from != to, "a switch from a fiber that is not running");
+    RILL_ASSERT(to == &rt->host ? from != &rt->host : to->state == RILL__RUNNING,
+                "a switch to a fiber that was not made RUNNING");
     if (from->stack && *(const uint64_t *)(const void *)from->stack->lo != CANARY)
         overflowed(from);
     if (from->state == RILL__DONE) rt->dead = from;

@@ -8,8 +8,10 @@
  * caller cancelled before that takes it off the queue (`dropped`): it never
  * runs.  A detached job whose caller gave up is `abandoned`: it is still
  * posted back when it ends, and the run's thread releases its argument and
- * frees it (the run waits for that before it ends, as asyncio.run waits for
- * its executor).
+ * frees it.  From its submission until it is posted back or dropped, a job
+ * counts in the run's keepalive: a run waiting for one is not deadlocked,
+ * and a run whose fibers have all ended waits for its abandoned jobs (as
+ * asyncio.run waits for its executor).
  *
  * Workers live until the process exits; an atexit handler then stops and
  * joins the idle ones, so that no thread is left behind for leak checkers.

@@ -48,6 +48,7 @@ void rill__fiber_track(rill__fiber *f) {
 
 void rill__fiber_untrack(rill__fiber *f) {
     rill__rt *rt = rill__self;
+    RILL_ASSERT(rt->nfibers > 0 && f->ops->cancel, "ended a fiber that was never tracked");
     rill__list_remove(&f->all_node);
     rt->nfibers--;
     rt->run.ended++;
@@ -87,6 +88,8 @@ static void run_ready(rill__rt *rt) {
 int rill__suspend(rill__waiter *w) {
     rill__rt *rt = rill__self;
     rill__fiber *f = rt->current;
+    /* The host is not a fiber: a libev callback must never block. */
+    RILL_ASSERT(f != &rt->host, "the host (a libev callback) tried to block");
     RILL_ASSERT(f->state == RILL__RUNNING, "only a running fiber can block");
     w->fiber = f;
     f->wait = w;
