@@ -49,7 +49,7 @@ void rill__group_init(rill_group *g) { group_init(g, NULL); }
 
 static void cancel_children(rill_group *g) {
     g->cancelled = true;
-    for (rill__list *n = g->children.next; n != &g->children; n = n->next)
+    rill__list_each(n, &g->children)
         rill_cancel(rill__container_of(n, rill_task, link));
 }
 

@@ -99,12 +99,20 @@ static inline void rill__list_remove(rill__list *n) {
     n->next->prev = n->prev;
     n->next = n->prev = n;
 }
+/* Insert n at l's head (rill__list_push inserts at its tail). */
+static inline void rill__list_push_front(rill__list *l, rill__list *n) {
+    rill__list_push(l->next, n);
+}
 static inline rill__list *rill__list_pop(rill__list *l) {
     rill__list *n = l->next;
     if (n == l) return NULL;
     rill__list_remove(n);
     return n;
 }
+/* For each node n of list l, head to tail.  The body must not unlink n (to
+ * empty a list, pop it instead). */
+#define rill__list_each(n, l)                                                \
+    for (rill__list *n = (l)->next; n != (l); n = n->next)
 
 /* ---- stacks (fiber.c) -------------------------------------------------- */
 
