@@ -95,7 +95,7 @@ static int body(rill_gen *g, void *arg) {
 
 static bool observable(const rill_task *t) {
     rill__rt *rt = rill__self;
-    return t && t->magic == RILL__TASK_LIVE && !t->observer && !t->group && !t->detached &&
+    return rill__valid(t, RILL__TASK_LIVE) && !t->observer && !t->group && !t->detached &&
            !t->joining && !(rt && t == rt->main);
 }
 

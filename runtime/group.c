@@ -7,7 +7,6 @@
 
 #define GROUP_MAGIC 0x67726f75u
 
-static bool valid(const rill_group *g) { return g && g->magic == GROUP_MAGIC; }
 
 /* `where`: the user code that called rill_group_init, whose group's body
  * is recorded (and judged, should that code return without waiting); NULL
@@ -60,7 +59,7 @@ static void cancel_group(rill_group *g) {
 }
 
 void rill_group_cancel(rill_group *g) {
-    if (!valid(g) || g->waited) {
+    if (!rill__valid(g, GROUP_MAGIC) || g->waited) {
         errno = EINVAL;
         return;
     }
@@ -68,7 +67,7 @@ void rill_group_cancel(rill_group *g) {
 }
 
 int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts *o) {
-    if (!valid(g) || !fn || g->waited) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC) || !fn || g->waited) return -EINVAL;
     /* A generator body driven from outside any fiber could never wait for
      * the child: refuse, as its blocking calls are refused. */
     rill__rt *rt = rill__self;
@@ -145,7 +144,7 @@ static int finish(rill_group *g, int rc, bool return_errors) {
 }
 
 int rill_group_wait(rill_group *g) {
-    if (!valid(g)) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC)) return -EINVAL;
     rill_task *me = rill_current();
     if (me && me->group == g) return -EDEADLK; /* it would wait for itself */
     if (g->waited || !rill__list_empty(&g->waiters)) return -EINVAL;
@@ -155,7 +154,7 @@ int rill_group_wait(rill_group *g) {
 }
 
 int rill_group_errors(const rill_group *g, rill_failure *out, int max) {
-    if (!valid(g) || max < 0 || (max > 0 && !out)) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC) || max < 0 || (max > 0 && !out)) return -EINVAL;
     int n = g->nfailures < RILL__GROUP_KEEP ? g->nfailures : RILL__GROUP_KEEP;
     for (int i = 0; i < n && i < max; i++) out[i] = g->failures[i];
     return g->nfailures;

@@ -114,6 +114,16 @@ static inline rill__list *rill__list_pop(rill__list *l) {
 #define rill__list_each(n, l)                                                \
     for (rill__list *n = (l)->next; n != (l); n = n->next)
 
+/* ---- misuse ------------------------------------------------------------- */
+
+/* Is p an object of its kind: not NULL, and its `magic` field is `want`
+ * (the value its kind stores while the object is usable). */
+#define rill__valid(p, want) ((p) && (p)->magic == (want))
+/* The same, for calls that report misuse through errno: false, with errno
+ * set to EINVAL, when p is not valid. */
+#define rill__valid_or_einval(p, want)                                       \
+    (rill__valid(p, want) || (errno = EINVAL, false))
+
 /* ---- stacks (fiber.c) -------------------------------------------------- */
 
 typedef struct rill__stack {

@@ -38,7 +38,6 @@ struct rill_queue {
                                     putter's item */
 };
 
-static bool valid(const rill_queue *q) { return q && q->magic == QUEUE_MAGIC; }
 static bool unbounded(const rill_queue *q) { return q->cap == RILL_UNBOUNDED; }
 
 rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
@@ -141,13 +140,13 @@ static int get_now(rill_queue *q, void *item) {
 }
 
 int rill_queue_try_put(rill_queue *q, const void *item) {
-    if (!valid(q) || !item) return -EINVAL;
+    if (!rill__valid(q, QUEUE_MAGIC) || !item) return -EINVAL;
     if (q->closed) return -EPIPE;
     return put_now(q, item);
 }
 
 int rill_queue_try_get(rill_queue *q, void *item) {
-    if (!valid(q) || !item) return -EINVAL;
+    if (!rill__valid(q, QUEUE_MAGIC) || !item) return -EINVAL;
     int rc = get_now(q, item);
     return rc == -EAGAIN && q->closed ? -EPIPE : rc;
 }
@@ -167,22 +166,16 @@ int rill_queue_get(rill_queue *q, void *item) {
 }
 
 void rill_queue_close(rill_queue *q) {
-    if (!valid(q)) {
-        errno = EINVAL;
-        return;
-    }
+    if (!rill__valid_or_einval(q, QUEUE_MAGIC)) return;
     q->closed = true;
     rill__waitq_wake_all(&q->putters, -EPIPE);
     rill__waitq_wake_all(&q->getters, -EPIPE); /* only waiting when empty */
 }
 
-size_t rill_queue_len(const rill_queue *q) { return valid(q) ? q->len : 0; }
+size_t rill_queue_len(const rill_queue *q) { return rill__valid(q, QUEUE_MAGIC) ? q->len : 0; }
 
 void rill_queue_free(rill_queue *q) {
-    if (!valid(q)) {
-        errno = EINVAL;
-        return;
-    }
+    if (!rill__valid_or_einval(q, QUEUE_MAGIC)) return;
     rill_queue_close(q);
     q->magic = 0;
     free(q->buf);
