@@ -117,14 +117,9 @@ RILL__INLINE int wait_children(rill_group *g) {
     if (rc == 0 || rc == -EPERM) return rc;
     cancel_children(g);
     /* Children never outlive their group: wait on, deaf to cancellation. */
-    while (g->live) {
-        w.unhook = rill__waiter_unlink;
-        w.what = "group (cancelling)";
-        w.on = NULL;
-        w.uncancellable = true;
-        rill__list_push(&g->waiters, &w.node);
-        if (rill__suspend(&w) == -EDEADLK) rc = -EDEADLK;
-    }
+    while (g->live)
+        if (rill__wait_deaf(&g->waiters, &w, "group (cancelling)", NULL) == -EDEADLK)
+            rc = -EDEADLK;
     return rc;
 }
 

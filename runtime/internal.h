@@ -214,6 +214,15 @@ void rill__interrupt(rill__fiber *f, int err);
 /* Interrupt f if it is blocked and now cancelled. */
 void rill__recheck(rill__fiber *f);
 void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+/* Register w at q's tail (what and on are for rill_dump). */
+static inline void rill__waitq_add(rill__list *q, rill__waiter *w, const char *what,
+                                   const char *on, bool uncancellable) {
+    w->unhook = rill__waiter_unlink;
+    w->what = what;
+    w->on = on;
+    w->uncancellable = uncancellable;
+    rill__list_push(q, &w->node);
+}
 /* A FIFO wait list: block on it (checkpoint included), wake its head/all.
  * Inlined, so that its checkpoint judges scopes against the public
  * function's caller. */
@@ -221,13 +230,16 @@ RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *wh
                                   const char *on) {
     int rc = rill__checkpoint();
     if (rc) return rc;
-    w->unhook = rill__waiter_unlink;
-    w->what = what;
-    w->on = on;
-    w->uncancellable = false;
-    rill__list_push(q, &w->node);
+    rill__waitq_add(q, w, what, on, false);
     return rill__suspend(w);
 }
+/* Block on w deaf to cancellation: only a deadlock interrupts it, and then
+ * it returns -EDEADLK.  No checkpoint: for the waits that must end even in
+ * a cancelled fiber (for a group's children, which never outlive it; a
+ * condition's relock; a job running on the caller's memory).  With q, w
+ * goes to q's tail, as in rill__waitq_wait; with NULL, the caller has
+ * registered w (its unhook set) where its waker finds it. */
+int rill__wait_deaf(rill__list *q, rill__waiter *w, const char *what, const char *on);
 bool rill__waitq_wake_one(rill__list *q, int result);
 void rill__waitq_wake_all(rill__list *q, int result);
 

@@ -316,8 +316,7 @@ RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(
             return rc;
         }
         /* Running with arg on our stack: sit the cancellation out. */
-        j->w.uncancellable = true;
-        while (!j->delivered) rill__suspend(&j->w);
+        while (!j->delivered) rill__wait_deaf(NULL, &j->w, "to_thread", NULL);
     }
     int result = j->result;
     if (detached) {

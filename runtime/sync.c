@@ -110,11 +110,8 @@ RILL__INLINE int lock(rill_mutex *m, bool deaf) {
         return 0;
     }
     rill__waiter w; /* woken with 0: unlock made us the owner */
-    if (!deaf) return rill__waitq_wait(&m->waiters, &w, "mutex", NULL);
-    w = (rill__waiter){.unhook = rill__waiter_unlink, .what = "mutex (relock)",
-                       .uncancellable = true};
-    rill__list_push(&m->waiters, &w.node);
-    return rill__suspend(&w);
+    if (deaf) return rill__wait_deaf(&m->waiters, &w, "mutex (relock)", NULL);
+    return rill__waitq_wait(&m->waiters, &w, "mutex", NULL);
 }
 
 int rill_mutex_lock(rill_mutex *m) {
