@@ -124,6 +124,22 @@ static inline rill__list *rill__list_pop(rill__list *l) {
 #define rill__valid_or_einval(p, want)                                       \
     (rill__valid(p, want) || (errno = EINVAL, false))
 
+/* ---- default names (tasks, generators) ------------------------------------ */
+
+/* Write "<prefix><n>" into buf (len bytes, truncated, always terminated).
+ * No snprintf: it runs on every unnamed spawn. */
+static inline void rill__default_name(char *buf, size_t len, const char *prefix,
+                                      uint64_t n) {
+    if (!len) return;
+    char digits[20]; /* UINT64_MAX has 20 */
+    size_t k = 0;
+    do digits[k++] = (char)('0' + n % 10); while ((n /= 10));
+    size_t i = 0;
+    for (const char *p = prefix; *p && i + 1 < len; p++) buf[i++] = *p;
+    while (k && i + 1 < len) buf[i++] = digits[--k];
+    buf[i] = 0;
+}
+
 /* ---- stacks (fiber.c) -------------------------------------------------- */
 
 typedef struct rill__stack {
