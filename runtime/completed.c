@@ -64,6 +64,13 @@ static void freed(void *arg) {
 
 static const rill__gen_hooks hooks = {.close = closed_unstarted, .free = freed};
 
+/* rill_as_completed fails: the tasks observed so far are let go. */
+static rill_gen *fail(completed *c, int err) {
+    freed(c);
+    errno = err;
+    return NULL;
+}
+
 static int body(rill_gen *g, void *arg) {
     completed *c = arg;
     for (;;) {
@@ -116,12 +123,8 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
      * behind them as they end. */
     for (size_t i = 0; i < n; i++) {
         rill_task *t = tasks[i];
-        if (!observable(t)) { /* refused (a task seen twice is observed) */
-            unhook_all(c);
-            free(c);
-            errno = EINVAL;
-            return NULL;
-        }
+        /* Refused (a task seen twice is observed). */
+        if (!observable(t)) return fail(c, EINVAL);
         slot *s = &c->slots[i];
         s->task = t;
         s->owner = c;
@@ -129,11 +132,5 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
         rill__list_push(t->ended ? &c->done : &c->pending, &s->node);
     }
     rill_gen *g = rill__gen_new(body, c, &(rill_opts){.name = "as_completed"}, &hooks);
-    if (!g) {
-        int err = errno;
-        unhook_all(c);
-        free(c);
-        errno = err;
-    }
-    return g;
+    return g ? g : fail(c, errno);
 }

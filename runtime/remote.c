@@ -110,18 +110,22 @@ static bool drain(rill_runtime *h, bool all) {
     return any;
 }
 
+/* The loop was woken for h's inbox: a post, or a retry after no memory. */
+static void woken(rill_runtime *h) {
+    drain(h, false);
+    rill__remote_keepalive(rill__self);
+}
+
 static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
     (void)loop;
     (void)revents;
-    drain(rill__container_of(w, rill_runtime, async), false);
-    rill__remote_keepalive(rill__self);
+    woken(rill__container_of(w, rill_runtime, async));
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    drain(rill__container_of(w, rill_runtime, retry), false);
-    rill__remote_keepalive(rill__self);
+    woken(rill__container_of(w, rill_runtime, retry));
 }
 
 rill_runtime *rill__remote_of(rill__rt *rt) {
