@@ -7,7 +7,6 @@
 
 #define GROUP_MAGIC 0x67726f75u
 
-
 /* `where`: the user code that called rill_group_init, whose group's body
  * is recorded (and judged, should that code return without waiting); NULL
  * for rill's own groups. */
@@ -117,9 +116,10 @@ RILL__INLINE int wait_children(rill_group *g) {
     if (rc == 0 || rc == -EPERM) return rc;
     cancel_children(g);
     /* Children never outlive their group: wait on, deaf to cancellation. */
-    while (g->live)
+    while (g->live) {
         if (rill__wait_deaf(&g->waiters, &w, "group (cancelling)", NULL) == -EDEADLK)
             rc = -EDEADLK;
+    }
     return rc;
 }
 
