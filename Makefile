@@ -74,7 +74,7 @@ deps:
 deps-test:
 	@scripts/deps.sh $(DEPS_TEST)
 
-$(BUILD)/obj/%.o: runtime/%.c runtime/internal.h include/rill.h
+$(BUILD)/obj/%.o: runtime/%.c $(wildcard runtime/*.h) include/rill.h
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -c $< -o $@
 

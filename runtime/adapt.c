@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ring.h"
 
 static rill_gen *fail(int err) {
     errno = err;
@@ -298,20 +299,17 @@ rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
  * source never runs more than `cap` values ahead of the consumer.  A slot is
  * `size` bytes: a pointer, a fixed-size copy, or a buf (see copier). */
 typedef struct ring {
-    char *buf;
-    size_t cap, size;           /* slots, bytes per slot */
-    size_t head, len, reserved;
+    rill__ring slots;
+    size_t reserved;            /* free slots promised to producers */
     size_t producers;           /* still running; 0: no more values */
     int err;                    /* a producer cancelled from outside */
     rill__list not_full, not_empty;
 } ring;
 
 static int ring_init(ring *r, size_t cap, size_t slot, size_t producers) {
-    if (cap > SIZE_MAX / slot) return -EINVAL;
-    if (!(r->buf = calloc(cap, slot))) return -ENOMEM; /* zeroed: empty bufs */
-    r->cap = cap;
-    r->size = slot;
-    r->head = r->len = r->reserved = 0;
+    int rc = rill__ring_init(&r->slots, cap, slot); /* zeroed: empty bufs */
+    if (rc < 0) return rc;
+    r->reserved = 0;
     r->producers = producers;
     r->err = 0;
     rill__list_init(&r->not_full);
@@ -319,16 +317,19 @@ static int ring_init(ring *r, size_t cap, size_t slot, size_t producers) {
     return 0;
 }
 
+/* Is a slot left that is neither full nor promised? */
+static bool slot_free(const ring *r) { return r->slots.len + r->reserved < r->slots.cap; }
+
 /* A slot came free: hand it to the longest waiting producer, reserved in
  * its name, so that a producer that never blocks cannot take every slot
  * (merge's sources take turns). */
 static void slot_freed(ring *r) {
-    if (r->len + r->reserved < r->cap && rill__waitq_wake_one(&r->not_full, 0)) r->reserved++;
+    if (slot_free(r) && rill__waitq_wake_one(&r->not_full, 0)) r->reserved++;
 }
 
 /* Wait for a free slot and keep it.  0, or -ECANCELED (nothing kept). */
 static int ring_reserve(ring *r) {
-    if (r->len + r->reserved < r->cap && rill__list_empty(&r->not_full)) {
+    if (slot_free(r) && rill__list_empty(&r->not_full)) {
         r->reserved++;
         return 0;
     }
@@ -336,16 +337,11 @@ static int ring_reserve(ring *r) {
     return rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
 }
 
-/* The free slot the next commit publishes: fill it, then commit, with no
- * wait in between (another producer would fill the same one). */
-static void *ring_free_slot(const ring *r) {
-    return r->buf + (r->head + r->len) % r->cap * r->size;
-}
-
-/* Publish the slot filled, using a reservation. */
+/* Publish the tail slot, filled, using a reservation.  The producer fills
+ * it and commits with no wait in between (another would fill the same one). */
 static void ring_commit(ring *r) {
     r->reserved--;
-    r->len++;
+    rill__ring_push(&r->slots);
     rill__waitq_wake_one(&r->not_empty, 0);
 }
 
@@ -375,15 +371,13 @@ static void swap_bytes(void *x, void *y, size_t n) {
  * out's old slot in exchange.  1; once every producer is done and the ring
  * drained, 0 or the error a producer left; or -ECANCELED. */
 static int ring_take(ring *r, void *out) {
-    while (r->len == 0) {
+    while (r->slots.len == 0) {
         if (r->producers == 0) return r->err;
         rill__waiter w;
         int rc = rill__waitq_wait(&r->not_empty, &w, "prefetched value", NULL);
         if (rc < 0) return rc;
     }
-    swap_bytes(out, r->buf + r->head * r->size, r->size);
-    r->head = (r->head + 1) % r->cap;
-    r->len--;
+    swap_bytes(out, rill__ring_pop(&r->slots), r->slots.size);
     slot_freed(r);
     return 1;
 }
@@ -414,7 +408,7 @@ static void ahead_free(void *arg) {
     ahead *a = arg;
     for (size_t i = 0; i < a->n; i++) rill__gen_free(a->pullers[i].src);
     free(a->pullers);
-    slots_free(&a->copy, a->r.buf, a->r.cap);
+    slots_free(&a->copy, a->r.slots.buf, a->r.slots.cap);
     slots_free(&a->copy, a->cur, 1);
     free(a);
 }
@@ -432,7 +426,7 @@ static int pull(void *arg) {
     size_t n;
     while ((rc = ring_reserve(r)) == 0) {
         if ((rc = rill_gen_next(p->src, &v)) != 1 || (rc = copy_size(c, v, &n)) < 0 ||
-            (rc = copy_in(c, ring_free_slot(r), v, n)) < 0) {
+            (rc = copy_in(c, rill__ring_tail(&r->slots), v, n)) < 0) {
             ring_unreserve(r);
             break;
         }

@@ -73,6 +73,13 @@ static void freed(void *arg) {
 
 static const rill__gen_hooks hooks = {.close = closed_unstarted, .free = freed};
 
+/* rill_as_completed fails: the tasks observed so far are let go. */
+static rill_gen *fail(completed *c, int err) {
+    freed(c);
+    errno = err;
+    return NULL;
+}
+
 static int body(rill_gen *g, void *arg) {
     completed *c = arg;
     for (;;) {
@@ -104,7 +111,7 @@ static int body(rill_gen *g, void *arg) {
 
 static bool observable(const rill_task *t) {
     rill__rt *rt = rill__self;
-    return t && t->magic == RILL__TASK_LIVE && !t->observer && !t->group && !t->detached &&
+    return rill__valid(t, RILL__TASK_LIVE) && !t->observer && !t->group && !t->detached &&
            !t->joining && !(rt && &t->fiber == rt->run.main);
 }
 
@@ -125,12 +132,8 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
      * behind them as they end. */
     for (size_t i = 0; i < n; i++) {
         rill_task *t = tasks[i];
-        if (!observable(t)) { /* refused (a task seen twice is observed) */
-            unhook_all(c);
-            free(c);
-            errno = EINVAL;
-            return NULL;
-        }
+        /* Refused (a task seen twice is observed). */
+        if (!observable(t)) return fail(c, EINVAL);
         slot *s = &c->slots[i];
         s->task = t;
         s->owner = c;
@@ -139,11 +142,5 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
         rill__list_push(t->ended ? &c->done : &c->pending, &s->node);
     }
     rill_gen *g = rill__gen_new(body, c, &(rill_opts){.name = "as_completed"}, &hooks);
-    if (!g) {
-        int err = errno;
-        unhook_all(c);
-        free(c);
-        errno = err;
-    }
-    return g;
+    return g ? g : fail(c, errno);
 }

@@ -9,8 +9,6 @@
 
 static const rill__task_watch child_watch;
 
-static bool valid(const rill_group *g) { return g && g->magic == GROUP_MAGIC; }
-
 /* `where`: the user code that called rill_group_init, whose group's body
  * is recorded (and judged, should that code return without waiting); NULL
  * for rill's own groups. */
@@ -51,7 +49,7 @@ void rill__group_init(rill_group *g) { group_init(g, NULL); }
 
 static void cancel_children(rill_group *g) {
     g->cancelled = true;
-    for (rill__list *n = g->children.next; n != &g->children; n = n->next)
+    rill__list_each(n, &g->children)
         rill_cancel(rill__container_of(n, rill_task, link));
 }
 
@@ -62,7 +60,7 @@ static void cancel_group(rill_group *g) {
 }
 
 void rill_group_cancel(rill_group *g) {
-    if (!valid(g) || g->waited) {
+    if (!rill__valid(g, GROUP_MAGIC) || g->waited) {
         errno = EINVAL;
         return;
     }
@@ -70,7 +68,7 @@ void rill_group_cancel(rill_group *g) {
 }
 
 int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts *o) {
-    if (!valid(g) || !fn || g->waited) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC) || !fn || g->waited) return -EINVAL;
     /* A generator body driven from outside any fiber could never wait for
      * the child: refuse, as its blocking calls are refused. */
     rill__rt *rt = rill__self;
@@ -129,12 +127,8 @@ RILL__INLINE int wait_children(rill_group *g) {
     cancel_children(g);
     /* Children never outlive their group: wait on, deaf to cancellation. */
     while (g->live) {
-        w.unhook = rill__waiter_unlink;
-        w.what = "group (cancelling)";
-        w.on = NULL;
-        w.uncancellable = true;
-        rill__list_push(&g->waiters, &w.node);
-        if (rill__suspend(&w) == -EDEADLK) rc = -EDEADLK;
+        if (rill__wait_deaf(&g->waiters, &w, "group (cancelling)", NULL) == -EDEADLK)
+            rc = -EDEADLK;
     }
     return rc;
 }
@@ -155,7 +149,7 @@ static int finish(rill_group *g, int rc, bool return_errors) {
 }
 
 int rill_group_wait(rill_group *g) {
-    if (!valid(g)) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC)) return -EINVAL;
     rill_task *me = rill_current();
     if (me && me->group == g) return -EDEADLK; /* it would wait for itself */
     if (g->waited || !rill__list_empty(&g->waiters)) return -EINVAL;
@@ -165,7 +159,7 @@ int rill_group_wait(rill_group *g) {
 }
 
 int rill_group_errors(const rill_group *g, rill_failure *out, int max) {
-    if (!valid(g) || max < 0 || (max > 0 && !out)) return -EINVAL;
+    if (!rill__valid(g, GROUP_MAGIC) || max < 0 || (max > 0 && !out)) return -EINVAL;
     int n = g->nfailures < RILL__GROUP_KEEP ? g->nfailures : RILL__GROUP_KEEP;
     for (int i = 0; i < n && i < max; i++) out[i] = g->failures[i];
     return g->nfailures;

@@ -145,11 +145,45 @@ static inline void rill__list_remove(rill__list *n) {
     n->next->prev = n->prev;
     n->next = n->prev = n;
 }
+/* Insert n at l's head (rill__list_push inserts at its tail). */
+static inline void rill__list_push_front(rill__list *l, rill__list *n) {
+    rill__list_push(l->next, n);
+}
 static inline rill__list *rill__list_pop(rill__list *l) {
     rill__list *n = l->next;
     if (n == l) return NULL;
     rill__list_remove(n);
     return n;
+}
+/* For each node n of list l, head to tail.  The body must not unlink n (to
+ * empty a list, pop it instead). */
+#define rill__list_each(n, l)                                                \
+    for (rill__list *n = (l)->next; n != (l); n = n->next)
+
+/* ---- misuse ------------------------------------------------------------- */
+
+/* Is p an object of its kind: not NULL, and its `magic` field is `want`
+ * (the value its kind stores while the object is usable). */
+#define rill__valid(p, want) ((p) && (p)->magic == (want))
+/* The same, for calls that report misuse through errno: false, with errno
+ * set to EINVAL, when p is not valid. */
+#define rill__valid_or_einval(p, want)                                       \
+    (rill__valid(p, want) || (errno = EINVAL, false))
+
+/* ---- default names (tasks, generators) ------------------------------------ */
+
+/* Write "<prefix><n>" into buf (len bytes, truncated, always terminated).
+ * No snprintf: it runs on every unnamed spawn. */
+static inline void rill__default_name(char *buf, size_t len, const char *prefix,
+                                      uint64_t n) {
+    if (!len) return;
+    char digits[20]; /* UINT64_MAX has 20 */
+    size_t k = 0;
+    do digits[k++] = (char)('0' + n % 10); while ((n /= 10));
+    size_t i = 0;
+    for (const char *p = prefix; *p && i + 1 < len; p++) buf[i++] = *p;
+    while (k && i + 1 < len) buf[i++] = digits[--k];
+    buf[i] = 0;
 }
 
 /* ---- stacks (fiber.c) -------------------------------------------------- */
@@ -507,6 +541,15 @@ static inline void rill__scope_chain_check(const rill__fiber *f, const char *cal
 /* ---- wait lists (wait.c) ------------------------------------------------------ */
 
 void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+/* Register w at q's tail (what and on are for rill_dump). */
+static inline void rill__waitq_add(rill__list *q, rill__waiter *w, const char *what,
+                                   const char *on, bool uncancellable) {
+    w->unhook = rill__waiter_unlink;
+    w->what = what;
+    w->on = on;
+    w->uncancellable = uncancellable;
+    rill__list_push(q, &w->node);
+}
 /* A FIFO wait list: block on it (checkpoint included), wake its head/all.
  * Inlined, so that its checkpoint judges scopes against the public
  * function's caller. */
@@ -514,13 +557,16 @@ RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *wh
                                   const char *on) {
     int rc = rill__checkpoint();
     if (rc) return rc;
-    w->unhook = rill__waiter_unlink;
-    w->what = what;
-    w->on = on;
-    w->uncancellable = false;
-    rill__list_push(q, &w->node);
+    rill__waitq_add(q, w, what, on, false);
     return rill__suspend(w);
 }
+/* Block on w deaf to cancellation: only a deadlock interrupts it, and then
+ * it returns -EDEADLK.  No checkpoint: for the waits that must end even in
+ * a cancelled fiber (for a group's children, which never outlive it; a
+ * condition's relock; a job running on the caller's memory).  With q, w
+ * goes to q's tail, as in rill__waitq_wait; with NULL, the caller has
+ * registered w (its unhook set) where its waker finds it. */
+int rill__wait_deaf(rill__list *q, rill__waiter *w, const char *what, const char *on);
 bool rill__waitq_wake_one(rill__list *q, int result);
 void rill__waitq_wake_all(rill__list *q, int result);
 

@@ -311,8 +311,7 @@ RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(
         }
         if (detached) return rc; /* abandoned: it ends on its own */
         /* Running with arg on our stack: sit the cancellation out. */
-        j->w.uncancellable = true;
-        while (!j->delivered) rill__suspend(&j->w);
+        while (!j->delivered) rill__wait_deaf(NULL, &j->w, "to_thread", NULL);
     }
     int result = j->result;
     if (detached) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ring.h"
 
 #define QUEUE_MAGIC 0x71755545u
 #define CHUNK_BYTES 4096u
@@ -29,38 +30,36 @@ typedef struct chunk {
 struct rill_queue {
     uint32_t magic;
     bool closed;
-    size_t cap, size, len;
-    size_t head;                 /* first item: in buf, or in first */
-    char *buf;                   /* bounded: the ring */
+    size_t size;                 /* bytes per item */
+    rill__ring ring;             /* bounded: the items */
     chunk *first, *last, *spare; /* unbounded: the chunks, oldest first */
-    size_t per_chunk, tail;      /* unbounded: items used in last */
+    size_t per_chunk;            /* unbounded: items per chunk; bounded: 0 */
+    size_t head, tail, len;      /* unbounded: first item in first, items
+                                    used in last, items in all */
     rill__list getters, putters; /* waiter.data: the getter's buffer, the
                                     putter's item */
 };
 
-static bool valid(const rill_queue *q) { return q && q->magic == QUEUE_MAGIC; }
-static bool unbounded(const rill_queue *q) { return q->cap == RILL_UNBOUNDED; }
+static bool unbounded(const rill_queue *q) { return q->per_chunk != 0; }
+static size_t length(const rill_queue *q) { return unbounded(q) ? q->len : q->ring.len; }
 
 rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
     bool grow = capacity == RILL_UNBOUNDED;
     size_t per_chunk = grow && item_size ? CHUNK_BYTES / item_size : 0;
     if (per_chunk < 8) per_chunk = 8;
-    if (!capacity || !item_size || (grow ? per_chunk > (SIZE_MAX - sizeof(chunk)) / item_size
-                                         : capacity > SIZE_MAX / item_size)) {
+    if (!capacity || !item_size ||
+        (grow && per_chunk > (SIZE_MAX - sizeof(chunk)) / item_size)) {
         errno = EINVAL;
         return NULL;
     }
     rill_queue *q = calloc(1, sizeof *q);
-    if (q && !grow && !(q->buf = malloc(capacity * item_size))) {
+    int rc = !q ? -ENOMEM : grow ? 0 : rill__ring_init(&q->ring, capacity, item_size);
+    if (rc < 0) {
         free(q);
-        q = NULL;
-    }
-    if (!q) {
-        errno = ENOMEM;
+        errno = -rc;
         return NULL;
     }
     q->magic = QUEUE_MAGIC;
-    q->cap = capacity;
     q->size = item_size;
     q->per_chunk = grow ? per_chunk : 0;
     rill__list_init(&q->getters);
@@ -68,40 +67,38 @@ rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
     return q;
 }
 
-static char *ring_slot(rill_queue *q, size_t i) { return q->buf + (q->head + i) % q->cap * q->size; }
-
 static char *chunk_slot(rill_queue *q, chunk *c, size_t i) { return (char *)c->items + i * q->size; }
 
 /* Append item to the storage: 0, -EAGAIN when full, -ENOMEM. */
 static int store(rill_queue *q, const void *item) {
     if (!unbounded(q)) {
-        if (q->len == q->cap) return -EAGAIN;
-        memcpy(ring_slot(q, q->len), item, q->size);
-    } else {
-        if (!q->last || q->tail == q->per_chunk) {
-            chunk *c = q->spare;
-            if (c) q->spare = NULL;
-            else if (!(c = malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
-            c->next = NULL;
-            if (q->last) q->last->next = c;
-            else q->first = c;
-            q->last = c;
-            q->tail = 0;
-        }
-        memcpy(chunk_slot(q, q->last, q->tail++), item, q->size);
+        if (rill__ring_full(&q->ring)) return -EAGAIN;
+        memcpy(rill__ring_tail(&q->ring), item, q->size);
+        rill__ring_push(&q->ring);
+        return 0;
     }
+    if (!q->last || q->tail == q->per_chunk) {
+        chunk *c = q->spare;
+        if (c) q->spare = NULL;
+        else if (!(c = malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
+        c->next = NULL;
+        if (q->last) q->last->next = c;
+        else q->first = c;
+        q->last = c;
+        q->tail = 0;
+    }
+    memcpy(chunk_slot(q, q->last, q->tail++), item, q->size);
     q->len++;
     return 0;
 }
 
 /* Take the oldest item out of the storage (there is one). */
 static void take(rill_queue *q, void *item) {
-    q->len--;
     if (!unbounded(q)) {
-        memcpy(item, ring_slot(q, 0), q->size);
-        q->head = (q->head + 1) % q->cap;
+        memcpy(item, rill__ring_pop(&q->ring), q->size);
         return;
     }
+    q->len--;
     chunk *c = q->first;
     memcpy(item, chunk_slot(q, c, q->head++), q->size);
     if (c == q->last) {
@@ -129,7 +126,7 @@ static int put_now(rill_queue *q, const void *item) {
 
 /* Take the oldest item without blocking: 0, or -EAGAIN when empty. */
 static int get_now(rill_queue *q, void *item) {
-    if (!q->len) return -EAGAIN;
+    if (!length(q)) return -EAGAIN;
     take(q, item);
     rill__list *n = rill__list_pop(&q->putters);
     if (n) {
@@ -141,13 +138,13 @@ static int get_now(rill_queue *q, void *item) {
 }
 
 int rill_queue_try_put(rill_queue *q, const void *item) {
-    if (!valid(q) || !item) return -EINVAL;
+    if (!rill__valid(q, QUEUE_MAGIC) || !item) return -EINVAL;
     if (q->closed) return -EPIPE;
     return put_now(q, item);
 }
 
 int rill_queue_try_get(rill_queue *q, void *item) {
-    if (!valid(q) || !item) return -EINVAL;
+    if (!rill__valid(q, QUEUE_MAGIC) || !item) return -EINVAL;
     int rc = get_now(q, item);
     return rc == -EAGAIN && q->closed ? -EPIPE : rc;
 }
@@ -167,25 +164,19 @@ int rill_queue_get(rill_queue *q, void *item) {
 }
 
 void rill_queue_close(rill_queue *q) {
-    if (!valid(q)) {
-        errno = EINVAL;
-        return;
-    }
+    if (!rill__valid_or_einval(q, QUEUE_MAGIC)) return;
     q->closed = true;
     rill__waitq_wake_all(&q->putters, -EPIPE);
     rill__waitq_wake_all(&q->getters, -EPIPE); /* only waiting when empty */
 }
 
-size_t rill_queue_len(const rill_queue *q) { return valid(q) ? q->len : 0; }
+size_t rill_queue_len(const rill_queue *q) { return rill__valid(q, QUEUE_MAGIC) ? length(q) : 0; }
 
 void rill_queue_free(rill_queue *q) {
-    if (!valid(q)) {
-        errno = EINVAL;
-        return;
-    }
+    if (!rill__valid_or_einval(q, QUEUE_MAGIC)) return;
     rill_queue_close(q);
     q->magic = 0;
-    free(q->buf);
+    free(q->ring.buf);
     for (chunk *c = q->first, *next; c; c = next) {
         next = c->next;
         free(c);

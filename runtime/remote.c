@@ -66,13 +66,6 @@ bool rill__remote_post(rill_runtime *h, rill__msg *m) {
  * before the next is started, instead of every call holding a new stack. */
 #define DRAIN_BATCH 64
 
-static void push_front(rill__list *l, rill__list *n) {
-    n->next = l->next;
-    n->prev = l;
-    l->next->prev = n;
-    l->next = n;
-}
-
 /* Put `batch` back at the head of the inbox, in order, and try again soon:
  * its first message found no memory, and retrying at once would spin. */
 static void requeue(rill_runtime *h, rill__list *batch) {
@@ -80,7 +73,7 @@ static void requeue(rill_runtime *h, rill__list *batch) {
     rill__list *n;
     while ((n = batch->prev) != batch) {
         rill__list_remove(n);
-        push_front(&h->inbox, n);
+        rill__list_push_front(&h->inbox, n);
     }
     pthread_mutex_unlock(&h->mu);
     if (!ev_is_active(&h->retry)) {
@@ -108,7 +101,7 @@ static bool drain(rill_runtime *h, bool all) {
     while ((n = rill__list_pop(&batch))) {
         rill__msg *m = rill__container_of(n, rill__msg, node);
         if (!m->run(m)) {
-            push_front(&batch, n);
+            rill__list_push_front(&batch, n);
             requeue(h, &batch);
             break;
         }
@@ -129,18 +122,22 @@ static void holders_sync(rill__rt *rt) {
     rill__keepalive(rt, want ? 1 : -1);
 }
 
+/* The loop was woken for h's inbox: a post, or a retry after no memory. */
+static void woken(rill_runtime *h) {
+    drain(h, false);
+    holders_sync(rill__self);
+}
+
 static void on_post(struct ev_loop *loop, ev_async *w, int revents) {
     (void)loop;
     (void)revents;
-    drain(rill__container_of(w, rill_runtime, async), false);
-    holders_sync(rill__self);
+    woken(rill__container_of(w, rill_runtime, async));
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop;
     (void)revents;
-    drain(rill__container_of(w, rill_runtime, retry), false);
-    holders_sync(rill__self);
+    woken(rill__container_of(w, rill_runtime, retry));
 }
 
 rill_runtime *rill__remote_of(rill__rt *rt) {

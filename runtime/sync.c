@@ -14,12 +14,6 @@
 #define MUTEX_MAGIC 0x6d75547eu
 #define COND_MAGIC 0x636f4e44u
 
-static bool bad(const void *p, uint32_t magic, uint32_t want) {
-    if (p && magic == want) return false;
-    errno = EINVAL;
-    return true;
-}
-
 static rill__fiber *me(void) {
     rill__rt *rt = rill__self;
     return rt ? rt->current : NULL;
@@ -38,20 +32,20 @@ void rill_event_init(rill_event *e) {
 }
 
 void rill_event_set(rill_event *e) {
-    if (bad(e, e ? e->magic : 0, EVENT_MAGIC)) return;
+    if (!rill__valid_or_einval(e, EVENT_MAGIC)) return;
     e->set = true;
     rill__waitq_wake_all(&e->waiters, 0);
 }
 
 void rill_event_clear(rill_event *e) {
-    if (bad(e, e ? e->magic : 0, EVENT_MAGIC)) return;
+    if (!rill__valid_or_einval(e, EVENT_MAGIC)) return;
     e->set = false;
 }
 
-bool rill_event_is_set(const rill_event *e) { return e && e->magic == EVENT_MAGIC && e->set; }
+bool rill_event_is_set(const rill_event *e) { return rill__valid(e, EVENT_MAGIC) && e->set; }
 
 int rill_event_wait(rill_event *e) {
-    if (bad(e, e ? e->magic : 0, EVENT_MAGIC)) return -EINVAL;
+    if (!rill__valid_or_einval(e, EVENT_MAGIC)) return -EINVAL;
     if (e->set) return 0;
     rill__waiter w;
     return rill__waitq_wait(&e->waiters, &w, "event", NULL);
@@ -70,7 +64,7 @@ void rill_sem_init(rill_sem *s, unsigned n) {
 }
 
 bool rill_sem_try_acquire(rill_sem *s) {
-    if (bad(s, s ? s->magic : 0, SEM_MAGIC)) return false;
+    if (!rill__valid_or_einval(s, SEM_MAGIC)) return false;
     /* Waiters come first: a free permit is theirs already (FIFO). */
     if (!s->value || !rill__list_empty(&s->waiters)) return false;
     s->value--;
@@ -78,14 +72,14 @@ bool rill_sem_try_acquire(rill_sem *s) {
 }
 
 int rill_sem_acquire(rill_sem *s) {
-    if (bad(s, s ? s->magic : 0, SEM_MAGIC)) return -EINVAL;
+    if (!rill__valid_or_einval(s, SEM_MAGIC)) return -EINVAL;
     if (rill_sem_try_acquire(s)) return 0;
     rill__waiter w; /* woken with 0: release handed us its permit */
     return rill__waitq_wait(&s->waiters, &w, "semaphore", NULL);
 }
 
 void rill_sem_release(rill_sem *s) {
-    if (bad(s, s ? s->magic : 0, SEM_MAGIC)) return;
+    if (!rill__valid_or_einval(s, SEM_MAGIC)) return;
     if (rill__waitq_wake_one(&s->waiters, 0)) return;
     if (s->value == UINT_MAX) {
         errno = EOVERFLOW; /* one permit more than the count can hold */
@@ -116,20 +110,17 @@ RILL__INLINE int lock(rill_mutex *m, bool deaf) {
         return 0;
     }
     rill__waiter w; /* woken with 0: unlock made us the owner */
-    if (!deaf) return rill__waitq_wait(&m->waiters, &w, "mutex", NULL);
-    w = (rill__waiter){.unhook = rill__waiter_unlink, .what = "mutex (relock)",
-                       .uncancellable = true};
-    rill__list_push(&m->waiters, &w.node);
-    return rill__suspend(&w);
+    if (deaf) return rill__wait_deaf(&m->waiters, &w, "mutex (relock)", NULL);
+    return rill__waitq_wait(&m->waiters, &w, "mutex", NULL);
 }
 
 int rill_mutex_lock(rill_mutex *m) {
-    if (bad(m, m ? m->magic : 0, MUTEX_MAGIC)) return -EINVAL;
+    if (!rill__valid_or_einval(m, MUTEX_MAGIC)) return -EINVAL;
     return lock(m, false);
 }
 
 void rill_mutex_unlock(rill_mutex *m) {
-    if (bad(m, m ? m->magic : 0, MUTEX_MAGIC)) return;
+    if (!rill__valid_or_einval(m, MUTEX_MAGIC)) return;
     if (!m->owner || m->owner != me()) {
         errno = EPERM;
         return;
@@ -156,7 +147,7 @@ void rill_cond_init(rill_cond *c) {
 }
 
 int rill_cond_wait(rill_cond *c, rill_mutex *m) {
-    if (bad(c, c ? c->magic : 0, COND_MAGIC) || bad(m, m ? m->magic : 0, MUTEX_MAGIC))
+    if (!rill__valid_or_einval(c, COND_MAGIC) || !rill__valid_or_einval(m, MUTEX_MAGIC))
         return -EINVAL;
     rill__fiber *f = me();
     if (!f || m->owner != f) return -EPERM;
@@ -171,11 +162,11 @@ int rill_cond_wait(rill_cond *c, rill_mutex *m) {
 }
 
 void rill_cond_signal(rill_cond *c) {
-    if (bad(c, c ? c->magic : 0, COND_MAGIC)) return;
+    if (!rill__valid_or_einval(c, COND_MAGIC)) return;
     rill__waitq_wake_one(&c->waiters, 0);
 }
 
 void rill_cond_broadcast(rill_cond *c) {
-    if (bad(c, c ? c->magic : 0, COND_MAGIC)) return;
+    if (!rill__valid_or_einval(c, COND_MAGIC)) return;
     rill__waitq_wake_all(&c->waiters, 0);
 }

@@ -7,6 +7,17 @@
 
 void rill__waiter_unlink(rill__waiter *w) { rill__list_remove(&w->node); }
 
+int rill__wait_deaf(rill__list *q, rill__waiter *w, const char *what, const char *on) {
+    if (q) {
+        rill__waitq_add(q, w, what, on, true);
+    } else {
+        w->what = what;
+        w->on = on;
+        w->uncancellable = true;
+    }
+    return rill__suspend(w);
+}
+
 bool rill__waitq_wake_one(rill__list *q, int result) {
     rill__list *n = rill__list_pop(q);
     if (!n) return false;

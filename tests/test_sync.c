@@ -214,6 +214,42 @@ FIBER_TEST(sync, condition_broadcast_wakes_all_and_the_mutex_is_held_again) {
     return 0;
 }
 
+typedef struct relock_arg {
+    rill_mutex *m;
+    rill_cond *c;
+    int rc, unlock_errno;
+} relock_arg;
+
+static int waits_then_unlocks(void *arg) {
+    relock_arg *a = arg;
+    rill_mutex_lock(a->m);
+    a->rc = rill_cond_wait(a->c, a->m);
+    errno = 0;
+    rill_mutex_unlock(a->m); /* EPERM unless the wait returned holding m */
+    a->unlock_errno = errno;
+    return 0;
+}
+
+FIBER_TEST(sync, a_relock_cancelled_again_still_returns_holding_the_mutex) {
+    rill_mutex m;
+    rill_cond c;
+    rill_mutex_init(&m);
+    rill_cond_init(&c);
+    relock_arg a = {&m, &c, 0, -1};
+    rill_task *t = rill_spawn(waits_then_unlocks, &a);
+    expect_eq(rill_yield_now(), 0); /* t waits on c, m is free */
+    expect_eq(rill_mutex_lock(&m), 0);
+    rill_cancel(t);                 /* t leaves c and waits to relock m */
+    expect_eq(rill_yield_now(), 0);
+    rill_cancel(t);                 /* the relock sits this one out too */
+    expect_eq(rill_yield_now(), 0);
+    rill_mutex_unlock(&m);          /* hands m to t */
+    expect_eq(rill_join(t), 0);
+    expect_eq(a.rc, -ECANCELED);
+    expect_eq(a.unlock_errno, 0);
+    return 0;
+}
+
 Test(sync, misuse_returns_errors, .timeout = TEST_TIMEOUT) {
     expect_eq(rill_event_wait(NULL), -EINVAL);
     expect_eq(rill_sem_acquire(NULL), -EINVAL);
