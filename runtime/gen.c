@@ -23,7 +23,7 @@
 #define GEN_MAGIC 0x67656e21u
 #define GEN_FREED 0x67656e2du
 
-static bool valid(const rill_gen *g) { return g && g->magic == GEN_MAGIC; }
+static bool valid(const rill_gen *g) { return rill__valid(g, GEN_MAGIC); }
 
 static const rill__fiber_ops gen_ops;
 
@@ -56,8 +56,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
     if (o && o->name) {
         strncpy(g->name_buf, o->name, sizeof g->name_buf - 1);
     } else {
-        snprintf(g->name_buf, sizeof g->name_buf, "gen-%llu",
-                 (unsigned long long)++rt->spawned);
+        rill__default_name(g->name_buf, sizeof g->name_buf, "gen-", ++rt->spawned);
     }
     g->fiber.name = g->name_buf;
     g->fiber.ops = &gen_ops;
@@ -365,7 +364,7 @@ static int shutdown_body(void *unused) {
     bool again = true;
     while (again) {
         again = false;
-        for (rill__list *n = rt->gens.list.next; n != &rt->gens.list; n = n->next) {
+        rill__list_each(n, &rt->gens.list) {
             rill_gen *g = rill__container_of(n, rill_gen, node);
             if (shutdown_closes(g)) {
                 close_unseen(g);
@@ -383,8 +382,9 @@ static bool shutdown(rill__rt *rt) {
      * leave them alone. */
     if (rt->run.abandoned) return false;
     bool any = false;
-    for (rill__list *n = rt->gens.list.next; n != &rt->gens.list && !any; n = n->next)
-        any = shutdown_closes(rill__container_of(n, rill_gen, node));
+    rill__list_each(n, &rt->gens.list) {
+        if ((any = shutdown_closes(rill__container_of(n, rill_gen, node)))) break;
+    }
     if (!any) return false;
     /* The task is born cancelled, as every task spawned from now on. */
     rt->run.shutting_down = true;

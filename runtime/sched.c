@@ -136,14 +136,14 @@ void rill__sched_before_poll(rill__rt *rt, rill__hook *h) {
 
 /* Run the idle hooks in order until one makes work. */
 static bool idle_work(rill__rt *rt) {
-    for (rill__list *n = rt->idle_hooks.next; n != &rt->idle_hooks; n = n->next)
+    rill__list_each(n, &rt->idle_hooks)
         if (rill__container_of(n, rill__hook, node)->run(rt)) return true;
     return false;
 }
 
 static bool before_poll(rill__rt *rt) {
     bool woke = false;
-    for (rill__list *n = rt->poll_hooks.next; n != &rt->poll_hooks; n = n->next)
+    rill__list_each(n, &rt->poll_hooks)
         woke |= rill__container_of(n, rill__hook, node)->run(rt);
     return woke;
 }
@@ -180,7 +180,7 @@ static void abandon_all(rill__rt *rt) {
     /* First take every wait off the lists it is on (some live on other
      * abandoned stacks), then end the fibers, generators a consumer was
      * running first. */
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+    rill__list_each(n, &rt->all) {
         rill__fiber *f = rill__leaf(rill__container_of(n, rill__fiber, all_node));
         if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
     }
@@ -214,13 +214,13 @@ static void deadlock(rill__rt *rt) {
     rill_dump(stderr);
     rt->run.deadlocked = true;
     rt->run.ended_at_deadlock = rt->run.ended;
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next)
+    rill__list_each(n, &rt->all)
         rill__interrupt(rill__leaf(rill__container_of(n, rill__fiber, all_node)), -EDEADLK);
 }
 
 void rill__sched_cancel_all(rill__rt *rt) {
     rt->run.shutting_down = true;
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+    rill__list_each(n, &rt->all) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         f->ops->cancel(f);
     }
@@ -358,7 +358,7 @@ void rill_dump(FILE *out) {
     }
     double now = rill_now();
     fprintf(out, "rill: %zu fiber%s\n", rt->nfibers, rt->nfibers == 1 ? "" : "s");
-    for (rill__list *n = rt->all.next; n != &rt->all; n = n->next) {
+    rill__list_each(n, &rt->all) {
         rill__fiber *f = rill__container_of(n, rill__fiber, all_node);
         fprintf(out, "  '%s' %s", f->name, state_names[f->state]);
         /* A consumer's line goes on down its chain of generators. */

@@ -11,17 +11,6 @@
 
 static const rill__fiber_ops task_ops;
 
-/* "task-N" without snprintf: spawning stays cheap. */
-static void default_name(char *buf, size_t len, uint64_t n) {
-    char digits[24];
-    size_t k = 0;
-    do digits[k++] = (char)('0' + n % 10); while ((n /= 10) && k < sizeof digits);
-    size_t i = 0;
-    for (const char *p = "task-"; *p && i + 1 < len; p++) buf[i++] = *p;
-    while (k && i + 1 < len) buf[i++] = digits[--k];
-    buf[i] = 0;
-}
-
 rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     rill__rt *rt = rill__self;
     if (!rt || rt->bare) {
@@ -58,7 +47,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
         strncpy(t->name_buf, o->name, sizeof t->name_buf - 1);
         t->name_buf[sizeof t->name_buf - 1] = 0;
     } else {
-        default_name(t->name_buf, sizeof t->name_buf, ++rt->spawned);
+        rill__default_name(t->name_buf, sizeof t->name_buf, "task-", ++rt->spawned);
     }
     t->fiber.name = t->name_buf;
     rill__list_init(&t->joiners);
@@ -166,7 +155,7 @@ static bool owned(const rill_task *t) {
     return t->group || is_main(t);
 }
 
-static bool live(const rill_task *t) { return t && t->magic == RILL__TASK_LIVE; }
+static bool live(const rill_task *t) { return rill__valid(t, RILL__TASK_LIVE); }
 
 int rill_join(rill_task *t) {
     if (!live(t)) return -EINVAL;
