@@ -84,6 +84,27 @@ _Noreturn void rill__panic(const char *file, int line, const char *cond,
 #define rill__container_of(ptr, type, member)                                \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
+/* ---- allocation (alloc.c) --------------------------------------------------
+ * Every malloc, calloc and realloc of the runtime goes through these (free
+ * stays free), and every fresh stack mapping asks rill__stack_map_fails()
+ * first: tests make the Nth call fail (tests/fail.h). */
+
+void *rill__malloc(size_t n);
+void *rill__calloc(size_t k, size_t n);
+void *rill__realloc(void *p, size_t n);
+/* Should this stack mapping fail (errno ENOMEM)? */
+bool rill__stack_map_fails(void);
+/* The test hooks: the nth call from now fails (0: none), or every call
+ * from the nth on; calls counted and failures injected since. */
+void rill__alloc_fail_at(long n);
+void rill__alloc_fail_from(long n);
+long rill__alloc_calls(void);
+long rill__alloc_failures(void);
+void rill__stack_map_fail_at(long n);
+void rill__stack_map_fail_from(long n);
+long rill__stack_map_calls(void);
+long rill__stack_map_failures(void);
+
 /* ---- intrusive circular lists ------------------------------------------ */
 
 static inline void rill__list_init(rill__list *l) { l->next = l->prev = l; }

@@ -50,8 +50,8 @@ rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
         errno = EINVAL;
         return NULL;
     }
-    rill_queue *q = calloc(1, sizeof *q);
-    if (q && !grow && !(q->buf = malloc(capacity * item_size))) {
+    rill_queue *q = rill__calloc(1, sizeof *q);
+    if (q && !grow && !(q->buf = rill__malloc(capacity * item_size))) {
         free(q);
         q = NULL;
     }
@@ -81,7 +81,7 @@ static int store(rill_queue *q, const void *item) {
         if (!q->last || q->tail == q->per_chunk) {
             chunk *c = q->spare;
             if (c) q->spare = NULL;
-            else if (!(c = malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
+            else if (!(c = rill__malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
             c->next = NULL;
             if (q->last) q->last->next = c;
             else q->first = c;

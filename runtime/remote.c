@@ -133,7 +133,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
 
 rill_runtime *rill__remote_of(rill__rt *rt) {
     if (rt->remote) return rt->remote;
-    rill_runtime *h = calloc(1, sizeof *h);
+    rill_runtime *h = rill__calloc(1, sizeof *h);
     if (!h) return NULL;
     pthread_mutex_init(&h->mu, NULL);
     h->refs = 1; /* the run's */
@@ -180,7 +180,7 @@ static bool call_start(rill__msg *m) {
 
 int rill_call_threadsafe(rill_runtime *h, rill_fn *fn, void *arg) {
     if (!h || !fn) return -EINVAL;
-    call *c = malloc(sizeof *c);
+    call *c = rill__malloc(sizeof *c);
     if (!c) return -ENOMEM;
     c->msg.run = call_start;
     c->fn = fn;

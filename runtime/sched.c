@@ -274,7 +274,7 @@ static rill__rt *rt_new(struct ev_loop *loop, bool own) {
      * that a fork could split. */
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, fork_hooks);
-    rill__rt *rt = calloc(1, sizeof *rt);
+    rill__rt *rt = rill__calloc(1, sizeof *rt);
     if (!rt) return NULL;
     rt->loop = loop;
     rt->own_loop = own;

@@ -52,7 +52,7 @@ static bool table_add(rill__scope_table *tab, const rill_scope *s, rill__fiber *
                       const void *where, bool group) {
     if ((tab->len + 1) * 2 > tab->cap) {
         size_t cap = tab->cap ? tab->cap * 2 : 64;
-        rill__scope_slot *slots = calloc(cap, sizeof *slots);
+        rill__scope_slot *slots = rill__calloc(cap, sizeof *slots);
         if (!slots) return false;
         rill__scope_slot *old = tab->slots;
         size_t old_cap = tab->cap;

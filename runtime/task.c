@@ -36,7 +36,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     if (t) {
         rt->free_tasks = t->next_free;
         rt->nfree_tasks--;
-    } else if (!(t = malloc(sizeof *t))) {
+    } else if (!(t = rill__malloc(sizeof *t))) {
         errno = ENOMEM;
         return NULL;
     }

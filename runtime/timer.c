@@ -44,7 +44,7 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     if (t->slot) rill__timer_disarm(t);
     if (rt->heap_len + 1 >= rt->heap_cap) {
         size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
-        rill__timer **h = realloc(rt->heap, cap * sizeof *h);
+        rill__timer **h = rill__realloc(rt->heap, cap * sizeof *h);
         /* Out of memory for the heap: nothing sane is left to do. */
         RILL_ASSERT(h != NULL, "out of memory growing the timer heap");
         rt->heap = h;

@@ -194,11 +194,11 @@ static int make_room(rill__rt *rt, int fd) {
     if (fcntl(fd, F_GETFD) < 0) return -EBADF;
     size_t cap = rt->fd_cap ? rt->fd_cap : 64;
     while (cap <= (size_t)fd) cap *= 2;
-    struct rill__fd_slot *slots = realloc(rt->fd_slots, cap * sizeof *slots);
+    struct rill__fd_slot *slots = rill__realloc(rt->fd_slots, cap * sizeof *slots);
     if (!slots) return -ENOMEM;
     memset(slots + rt->fd_cap, 0, (cap - rt->fd_cap) * sizeof *slots);
     rt->fd_slots = slots;
-    int *dirty = realloc(rt->fd_dirty, cap * sizeof *dirty);
+    int *dirty = rill__realloc(rt->fd_dirty, cap * sizeof *dirty);
     if (!dirty) return -ENOMEM; /* the slots stay, unused until next time */
     rt->fd_dirty = dirty;
     rt->fd_cap = cap;
