@@ -265,13 +265,18 @@ void rill__remote_end(rill__rt *rt) {
     pthread_mutex_lock(&h->mu);
     h->open = h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
-    /* Only jobs whose callers gave up can be left: drop them properly. */
-    drain(h, true);
-    /* What is still there found no memory for a task, even now. */
+    /* Jobs whose callers gave up are dropped properly; calls still there
+     * found no memory for a task, and none may start now: nothing would
+     * run it (draining them leaked a task that never ran). */
     size_t dropped = 0;
     rill__list *n;
     while ((n = rill__list_pop(&h->inbox))) {
-        free(rill__container_of(rill__container_of(n, rill__msg, node), call, msg));
+        rill__msg *m = rill__container_of(n, rill__msg, node);
+        if (m->run != call_start) {
+            m->run(m);
+            continue;
+        }
+        free(rill__container_of(m, call, msg));
         dropped++;
     }
     if (dropped)
