@@ -283,7 +283,7 @@ RILL_API int rill_yield_now(void);
 
 /* Suspend the caller for `seconds` (<= 0 behaves as rill_yield_now();
  * RILL_FOREVER until cancelled).  Returns 0, -ECANCELED, -EINVAL for NaN,
- * -EPERM outside a fiber. */
+ * -EPERM outside a fiber, -ENOMEM (no memory for its timer). */
 RILL_API int rill_sleep(double seconds);
 
 /* Suspend the caller until rill_now() >= deadline.  Returns as rill_sleep. */
@@ -329,7 +329,7 @@ RILL_API rill_task *rill_current(void);
  * <= 0: already expired).  Does not block.  No effect outside a fiber
  * (errno EPERM), with s NULL, a NaN timeout, or s already open in this
  * fiber or in another one (errno EINVAL), or with no memory to record it
- * (errno ENOMEM).
+ * or to arm its deadline (errno ENOMEM).
  *
  * Exit every scope you enter before the function that entered it returns:
  * `return` from inside `async with asyncio.timeout(t):` is written with
@@ -349,7 +349,8 @@ RILL_API void rill_scope_enter_at(rill_scope *s, double deadline);
  * Timeout.reschedule().  A deadline that already fired stays fired.  No
  * effect (errno EINVAL) if s is not open (entered with rill_scope_enter and
  * not exited; a scope its task or generator left open when it returned is
- * closed).  May be called from any fiber of the runtime. */
+ * closed), or errno ENOMEM if there is no memory to arm the new deadline.
+ * May be called from any fiber of the runtime. */
 RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
 
 /* Shield s (on) from the cancellation of outer scopes, or stop shielding it.

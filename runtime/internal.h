@@ -236,7 +236,8 @@ void rill__waitq_wake_all(rill__list *q, int result);
 
 /* ---- timers (timer.c): a binary heap, FIFO among equal deadlines ---------- */
 
-void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
+/* 0, or -ENOMEM (the heap could not grow): t is not armed then. */
+int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
 void rill__timer_disarm(rill__timer *t);
 static inline bool rill__timer_armed(const rill__timer *t) { return t->slot != 0; }
 /* Fire every timer due at `now`.  Returns how many fired. */

@@ -39,14 +39,13 @@ static void sift_down(rill__rt *rt, size_t slot) {
     place(rt, t, slot);
 }
 
-void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
+int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     rill__rt *rt = rill__self;
     if (t->slot) rill__timer_disarm(t);
     if (rt->heap_len + 1 >= rt->heap_cap) {
         size_t cap = rt->heap_cap ? rt->heap_cap * 2 : 64;
         rill__timer **h = rill__realloc(rt->heap, cap * sizeof *h);
-        /* Out of memory for the heap: nothing sane is left to do. */
-        RILL_ASSERT(h != NULL, "out of memory growing the timer heap");
+        if (!h) return -ENOMEM; /* was an abort: the caller reports it */
         rt->heap = h;
         rt->heap_cap = cap;
     }
@@ -55,6 +54,7 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     t->fire = fire;
     rt->heap[++rt->heap_len] = t;
     sift_up(rt, rt->heap_len);
+    return 0;
 }
 
 /* Take the timer in `slot` out of the heap, without touching the timer

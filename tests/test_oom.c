@@ -514,6 +514,59 @@ Test(oom, scope_enter_fails_cleanly_when_the_table_of_scopes_grows, .timeout = T
     expect_drives(each_failure((oom_case){.op = scopes_op, .how = ALLOC_AT}), 2);
 }
 
+/* ---- timers: the heap of deadlines grows as they are armed --------------------------- */
+
+static int sleep_op(void *ctx) {
+    (void)ctx;
+    return rill_sleep(0.001);
+}
+
+Test(oom, sleep_fails_cleanly_when_its_timer_finds_no_memory, .timeout = TEST_TIMEOUT) {
+    expect_drives(each_failure((oom_case){.op = sleep_op, .how = ALLOC_AT}), 1);
+}
+
+static int deadline_op(void *ctx) {
+    (void)ctx;
+    rill_scope s;
+    errno = 0;
+    rill_scope_enter(&s, 10);
+    if (errno) {
+        int rc = nomem();
+        /* No effect: s is not open, nothing will cancel the caller. */
+        expect_eq(rill_scope_exit(&s), -EINVAL);
+        expect_eq(rill_yield_now(), 0);
+        return rc;
+    }
+    expect_eq(rill_scope_exit(&s), 0);
+    return 0;
+}
+
+static int reschedule_op(void *ctx) {
+    (void)ctx;
+    rill_scope s;
+    errno = 0;
+    rill_scope_enter(&s, RILL_FOREVER);
+    if (errno) return nomem();
+    rill_scope_reschedule(&s, rill_now() + 0.01);
+    int rc = errno ? nomem() : 0;
+    int slept = rill_sleep(0.03);
+    if (rc == 0) {
+        expect_eq(slept, -ECANCELED);
+        expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    } else { /* no effect: s still has no deadline */
+        expect_eq(slept, 0);
+        expect_eq(rill_scope_exit(&s), 0);
+    }
+    return rc;
+}
+
+Test(oom, a_deadline_that_finds_no_memory_for_its_timer_has_no_effect,
+     .timeout = TEST_TIMEOUT) {
+    /* The table of open scopes, then the timer heap. */
+    expect_drives(each_failure((oom_case){.op = deadline_op, .how = ALLOC_AT}), 2);
+    expect_drives(each_failure((oom_case){.op = reschedule_op, .how = ALLOC_AT}), 2);
+}
+
 /* ---- threads ---------------------------------------------------------------------------- */
 
 static int seven(void *arg) {
