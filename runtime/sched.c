@@ -173,7 +173,7 @@ static void cancel_all_tasks(rill__rt *rt) {
 /* Drive the loop until no fiber is left.  When `main` (if any) ends, the
  * tasks left are cancelled, as asyncio.run does. */
 static void drive(rill__rt *rt, rill_task *main) {
-    bool rest_cancelled = false;
+    bool rest_cancelled = false, gens_left = false;
     for (;;) {
         run_ready(rt);
         if (rt->nfibers == 0) {
@@ -182,7 +182,7 @@ static void drive(rill__rt *rt, rill_task *main) {
             if (rill__remote_close(rt)) continue;
             /* After abandoning fibers, generators may point into what was
              * freed: leave them alone. */
-            if (rt->abandoned || !rill__gens_suspended()) {
+            if (rt->abandoned || gens_left || !rill__gens_suspended()) {
                 /* Detached jobs whose callers gave up end before the run
                  * does (their release() may flush or free): wait for them. */
                 if (!rt->abandoned_jobs) return;
@@ -195,7 +195,11 @@ static void drive(rill__rt *rt, rill_task *main) {
             rt->shutting_down = true;
             rill_task *t = rill__task_new(rill__gens_shutdown, NULL,
                                           &(rill_opts){.name = "gen-shutdown"});
-            if (!t) return; /* out of memory: they stay suspended */
+            if (!t) { /* out of memory: they stay suspended; the jobs are
+                         * still waited for (a return here ended the run) */
+                gens_left = true;
+                continue;
+            }
             rill_detach(t);
             continue;
         }

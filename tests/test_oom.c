@@ -839,6 +839,58 @@ Test(oom, a_run_ending_without_memory_leaves_its_generators_to_their_owner,
     expect_eq(cleaned, 1);
 }
 
+/* A detached job its caller gave up on, still running when main ends with
+ * a generator suspended: the run must wait for the job (and release its
+ * argument on its own thread) even when no task can close the generator. */
+typedef struct late_job {
+    atomic_int ran, released, released_elsewhere;
+    pthread_t loop_thread;
+    int cleaned;
+} late_job;
+
+static int runs_late(void *arg) {
+    late_job *j = arg;
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    atomic_store(&j->ran, 1);
+    return 0;
+}
+
+static void release_late(void *arg) {
+    late_job *j = arg;
+    if (!pthread_equal(pthread_self(), j->loop_thread)) atomic_store(&j->released_elsewhere, 1);
+    atomic_fetch_add(&j->released, 1);
+}
+
+static int abandons_a_job_and_ends_without_memory(void *arg) {
+    late_job *j = arg;
+    j->loop_thread = pthread_self();
+    /* No other task: a task struct cached would serve the closing one. */
+    rill_scope s;
+    rill_scope_enter(&s, 0.01); /* gives up on the job while it runs */
+    expect_eq(rill_to_thread_detached(runs_late, j, release_late), -ECANCELED);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    left_suspended = rill_gen_new(yields_three, &j->cleaned);
+    cr_assert_not_null(left_suspended);
+    expect_eq(rill_gen_next(left_suspended, NULL), 1);
+    rill__alloc_fail_from(1); /* until the run is over */
+    return 0;
+}
+
+Test(oom, a_run_ending_without_memory_still_waits_for_its_abandoned_jobs,
+     .timeout = TEST_TIMEOUT) {
+    static late_job j;
+    expect_eq(rill_run(abandons_a_job_and_ends_without_memory, &j), 0);
+    long failures = rill__alloc_failures();
+    rill__alloc_fail_at(0);
+    expect_eq(failures, 1); /* the task that would have closed the generator */
+    expect_eq(atomic_load(&j.ran), 1);
+    expect_eq(atomic_load(&j.released), 1);
+    expect_eq(atomic_load(&j.released_elsewhere), 0);
+    rill_gen_free(left_suspended);
+    expect_eq(j.cleaned, 1);
+}
+
 static int attach_op(void *ctx) {
     (void)ctx;
     struct ev_loop *loop = ev_loop_new(0);
