@@ -283,7 +283,7 @@ RILL_API int rill_yield_now(void);
 
 /* Suspend the caller for `seconds` (<= 0 behaves as rill_yield_now();
  * RILL_FOREVER until cancelled).  Returns 0, -ECANCELED, -EINVAL for NaN,
- * -EPERM outside a fiber. */
+ * -EPERM outside a fiber, -ENOMEM (no memory for its timer). */
 RILL_API int rill_sleep(double seconds);
 
 /* Suspend the caller until rill_now() >= deadline.  Returns as rill_sleep. */
@@ -329,7 +329,7 @@ RILL_API rill_task *rill_current(void);
  * <= 0: already expired).  Does not block.  No effect outside a fiber
  * (errno EPERM), with s NULL, a NaN timeout, or s already open in this
  * fiber or in another one (errno EINVAL), or with no memory to record it
- * (errno ENOMEM).
+ * or to arm its deadline (errno ENOMEM).
  *
  * Exit every scope you enter before the function that entered it returns:
  * `return` from inside `async with asyncio.timeout(t):` is written with
@@ -349,7 +349,8 @@ RILL_API void rill_scope_enter_at(rill_scope *s, double deadline);
  * Timeout.reschedule().  A deadline that already fired stays fired.  No
  * effect (errno EINVAL) if s is not open (entered with rill_scope_enter and
  * not exited; a scope its task or generator left open when it returned is
- * closed).  May be called from any fiber of the runtime. */
+ * closed), or errno ENOMEM if there is no memory to arm the new deadline.
+ * May be called from any fiber of the runtime. */
 RILL_API void rill_scope_reschedule(rill_scope *s, double deadline);
 
 /* Shield s (on) from the cancellation of outer scopes, or stop shielding it.
@@ -633,7 +634,7 @@ RILL_API void rill_queue_free(rill_queue *q);
  * usually lives on the caller's stack) and returns its result, the
  * cancellation being seen at the caller's next blocking call.  -EINVAL if
  * fn is NULL, -EPERM outside a fiber, -EAGAIN if no worker thread could be
- * started.  Blocks the calling fiber only. */
+ * started, -ENOMEM.  Blocks the calling fiber only. */
 RILL_API int rill_to_thread(rill_fn *fn, void *arg);
 
 /* As rill_to_thread, but a cancelled caller does not wait for a running job:
@@ -654,10 +655,11 @@ RILL_API int rill_to_thread_detached(rill_fn *fn, void *arg, void (*release)(voi
 typedef struct rill_runtime rill_runtime;
 
 /* A new reference to the run on the calling thread, to hand to other
- * threads.  NULL with errno EPERM when the thread runs none.  While any
- * reference is held, the run counts it as a possible source of wake-ups
- * and reports no deadlock (another thread may send a call).  Release every
- * reference with rill_runtime_release.  Never blocks. */
+ * threads.  NULL with errno EPERM when the thread runs none, ENOMEM (the
+ * run makes its handle at the first call).  While any reference is held,
+ * the run counts it as a possible source of wake-ups and reports no
+ * deadlock (another thread may send a call).  Release every reference with
+ * rill_runtime_release.  Never blocks. */
 RILL_API rill_runtime *rill_runtime_current(void);
 
 /* Another reference to the same run, taken from any thread that holds one
@@ -676,10 +678,11 @@ RILL_API void rill_runtime_release(rill_runtime *rt);
  * order they were made from one thread; fn's result is dropped (report
  * through arg).  0 once accepted: an accepted call always runs (it waits
  * and is retried if there is no memory for its task), and runs cancelled if
- * it arrives after the run's main task has ended.  -ESRCH once the run is
- * over: every fiber of it has ended (generator cleanups at the very end
- * aside), -EINVAL if rt or fn is NULL, -ENOMEM.  Never blocks (it takes a
- * mutex briefly). */
+ * it arrives after the run's main task has ended; only one that still finds
+ * no memory when the run's last fiber has ended is dropped, and the run
+ * says how many on stderr.  -ESRCH once the run is over: every fiber of it
+ * has ended (generator cleanups at the very end aside), -EINVAL if rt or
+ * fn is NULL, -ENOMEM.  Never blocks (it takes a mutex briefly). */
 RILL_API int rill_call_threadsafe(rill_runtime *rt, rill_fn *fn, void *arg);
 
 /* ===========================================================================
@@ -825,10 +828,10 @@ RILL_API void rill__gen_autofree(rill_gen **g);
  * adapter end it with that error.  An adapter that copies values
  * (item_size > 0, or a size function) ends with -EINVAL if a source yields
  * NULL.  merge and prefetch run their sources in tasks: they need rill_run
- * (a body driven from outside any fiber gets -EPERM).  Each returns NULL
- * with errno EINVAL (a NULL or already owned source, the same source twice,
- * a NULL function, a zero size or depth) or ENOMEM; the sources then stay
- * the caller's.
+ * (a body driven from outside any fiber gets -EPERM), and end with -ENOMEM
+ * if a task cannot be had.  Each returns NULL with errno EINVAL (a NULL or
+ * already owned source, the same source twice, a NULL function, a zero
+ * size or depth) or ENOMEM; the sources then stay the caller's.
  *
  * Values the adapter stores: rill_gen_map hands on the pointer fn gives,
  * so fn must own what it points to; rill_gen_map_into and rill_gen_map_sized
@@ -922,10 +925,11 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * dropped); a line holding a NUL byte reads as shorter in C.  Lines may be of any length (the buffer grows).
  * The file is opened at once and closed when the body ends, is closed, or is
  * freed.  NULL with errno: EINVAL (path NULL, or a FIFO, socket or device:
- * streams are read with rill_wait_fd), EISDIR, or open()'s errno (ENOENT,
- * EACCES, ...).  The generator's body returns a read error as a negative
- * errno; consumed outside a fiber it returns -EPERM (reading blocks).  Free
- * it with rill_gen_free. */
+ * streams are read with rill_wait_fd), EISDIR, ENOMEM, or open()'s errno
+ * (ENOENT, EACCES, ...).  The generator's body returns a read error as a
+ * negative errno (or rill_to_thread's, or -ENOMEM for a line that outgrows
+ * the memory to be had); consumed outside a fiber it returns -EPERM
+ * (reading blocks).  Free it with rill_gen_free. */
 RILL_API rill_gen *rill_file_lines(const char *path);
 
 #ifdef __cplusplus

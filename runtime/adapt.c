@@ -35,7 +35,7 @@ typedef struct buf {
 /* Make b hold at least n bytes; what it held is not kept.  0 or -ENOMEM. */
 static int buf_fit(buf *b, size_t n) {
     if (n <= b->cap) return 0;
-    char *p = malloc(n); /* not realloc: the old bytes need no copy */
+    char *p = rill__malloc(n); /* not realloc: the old bytes need no copy */
     if (!p) return -ENOMEM;
     free(b->p);
     b->p = p;
@@ -233,14 +233,14 @@ static int batch_body(rill_gen *g, void *arg) {
 
 rill_gen *rill_gen_map(rill_gen *src, rill_map_fn *fn, void *ctx) {
     if (!src || src->owned || !fn) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
+    one_src *a = rill__calloc(1, sizeof *a);
     if (a) a->fn = (void *)fn, a->ctx = ctx;
     return adapter(src, map_body, a, "map");
 }
 
 rill_gen *rill_gen_map_into(rill_gen *src, rill_map_into_fn *fn, size_t out_size, void *ctx) {
     if (!src || src->owned || !fn || out_size == 0) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
+    one_src *a = rill__calloc(1, sizeof *a);
     if (a && buf_fit(&a->out, out_size) < 0) {
         free(a);
         a = NULL;
@@ -252,7 +252,7 @@ rill_gen *rill_gen_map_into(rill_gen *src, rill_map_into_fn *fn, size_t out_size
 rill_gen *rill_gen_map_sized(rill_gen *src, rill_map_into_fn *fn, rill_size_fn *size_fn,
                              void *ctx) {
     if (!src || src->owned || !fn || !size_fn) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
+    one_src *a = rill__calloc(1, sizeof *a);
     if (a) {
         a->fn = (void *)fn;
         a->ctx = ctx;
@@ -263,14 +263,14 @@ rill_gen *rill_gen_map_sized(rill_gen *src, rill_map_into_fn *fn, rill_size_fn *
 
 rill_gen *rill_gen_filter(rill_gen *src, rill_keep_fn *keep, void *ctx) {
     if (!src || src->owned || !keep) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
+    one_src *a = rill__calloc(1, sizeof *a);
     if (a) a->fn = (void *)keep, a->ctx = ctx;
     return adapter(src, filter_body, a, "filter");
 }
 
 rill_gen *rill_gen_take(rill_gen *src, size_t n) {
     if (!src || src->owned) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
+    one_src *a = rill__calloc(1, sizeof *a);
     if (a) a->n = n;
     return adapter(src, take_body, a, "take");
 }
@@ -280,8 +280,8 @@ rill_gen *rill_gen_batch(rill_gen *src, size_t n, size_t item_size) {
     copier c = {.item_size = item_size};
     size_t size = slot_size(&c);
     if (n > SIZE_MAX / size) return fail(EINVAL);
-    one_src *a = calloc(1, sizeof *a);
-    if (a && !(a->items = malloc(n * size))) {
+    one_src *a = rill__calloc(1, sizeof *a);
+    if (a && !(a->items = rill__malloc(n * size))) {
         free(a);
         a = NULL;
     }
@@ -468,12 +468,12 @@ static int ahead_body(rill_gen *g, void *arg) {
 
 static rill_gen *ahead_new(rill_gen **srcs, size_t n, size_t depth, copier c,
                            const char *name) {
-    ahead *a = calloc(1, sizeof *a);
+    ahead *a = rill__calloc(1, sizeof *a);
     if (!a) return fail(ENOMEM);
     a->n = n;
     a->copy = c;
-    a->pullers = calloc(n, sizeof *a->pullers);
-    a->cur = calloc(1, slot_size(&c));
+    a->pullers = rill__calloc(n, sizeof *a->pullers);
+    a->cur = rill__calloc(1, slot_size(&c));
     int rc = a->pullers && a->cur ? ring_init(&a->r, depth, slot_size(&c), n) : -ENOMEM;
     if (rc < 0) {
         free(a->pullers);

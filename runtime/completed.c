@@ -120,7 +120,7 @@ rill_gen *rill_as_completed(rill_task *const *tasks, size_t n) {
         errno = EINVAL;
         return NULL;
     }
-    completed *c = malloc(sizeof *c + n * sizeof(slot));
+    completed *c = rill__malloc(sizeof *c + n * sizeof(slot));
     if (!c) {
         errno = ENOMEM;
         return NULL;

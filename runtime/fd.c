@@ -49,11 +49,11 @@ static int make_room(rill__rt *rt, int fd) {
     if (fcntl(fd, F_GETFD) < 0) return -EBADF;
     size_t cap = rt->fds.cap ? rt->fds.cap : 64;
     while (cap <= (size_t)fd) cap *= 2;
-    struct rill__fd_slot *slots = realloc(rt->fds.slots, cap * sizeof *slots);
+    struct rill__fd_slot *slots = rill__realloc(rt->fds.slots, cap * sizeof *slots);
     if (!slots) return -ENOMEM;
     memset(slots + rt->fds.cap, 0, (cap - rt->fds.cap) * sizeof *slots);
     rt->fds.slots = slots;
-    int *dirty = realloc(rt->fds.dirty, cap * sizeof *dirty);
+    int *dirty = rill__realloc(rt->fds.dirty, cap * sizeof *dirty);
     if (!dirty) return -ENOMEM; /* the slots stay, unused until next time */
     rt->fds.dirty = dirty;
     rt->fds.cap = cap;

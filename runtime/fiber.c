@@ -201,7 +201,7 @@ static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
 
 static rill__stack *map_guarded(size_t size) {
     size_t len = size + cfg.page;
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+    char *map = rill__stack_map_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
     if (mprotect(map, cfg.page, PROT_NONE) != 0) {
@@ -222,7 +222,7 @@ typedef struct slab_class {
 static slab_class *class_for(size_t size) {
     for (slab_class *c = pool.classes; c; c = c->next)
         if (c->size == size) return c;
-    slab_class *c = calloc(1, sizeof *c);
+    slab_class *c = rill__calloc(1, sizeof *c);
     if (!c) return NULL;
     c->size = size;
     c->next = pool.classes;
@@ -239,7 +239,7 @@ static rill__stack *from_slab(size_t size) {
         return st;
     }
     size_t len = cfg.page + SLAB_STACKS * size;
-    char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+    char *map = rill__stack_map_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
     slab *sl = (slab *)(void *)map;
@@ -433,7 +433,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx) {
 int rill__signals_begin(rill__rt *rt) {
     if (rt->signals.altstack) return 0; /* made already (a bare runtime's generators) */
     size_t sz = 64u * 1024u;
-    rt->signals.altstack = malloc(sz);
+    rt->signals.altstack = rill__malloc(sz);
     if (!rt->signals.altstack) return -ENOMEM;
     stack_t ss = {.ss_sp = rt->signals.altstack, .ss_size = sz, .ss_flags = 0};
     if (sigaltstack(&ss, &rt->signals.old_altstack) != 0) {

@@ -40,7 +40,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
         errno = ENOMEM;
         return NULL;
     }
-    rill_gen *g = calloc(1, sizeof *g);
+    rill_gen *g = rill__calloc(1, sizeof *g);
     int rc = g ? rill__fiber_init(&g->fiber, o ? o->stack_size : 0) : -ENOMEM;
     if (rc) {
         free(g);

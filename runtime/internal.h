@@ -130,6 +130,27 @@ _Noreturn void rill__panic(const char *file, int line, const char *cond,
  * fiber below it has returned, as far as that code is concerned. */
 #define RILL__CALLER_SP() ((const char *)__builtin_dwarf_cfa())
 
+/* ---- allocation (alloc.c) --------------------------------------------------
+ * Every malloc, calloc and realloc of the runtime goes through these (free
+ * stays free), and every fresh stack mapping asks rill__stack_map_fails()
+ * first: tests make the Nth call fail (tests/fail.h). */
+
+void *rill__malloc(size_t n);
+void *rill__calloc(size_t k, size_t n);
+void *rill__realloc(void *p, size_t n);
+/* Should this stack mapping fail (errno ENOMEM)? */
+bool rill__stack_map_fails(void);
+/* The test hooks: the nth call from now fails (0: none), or every call
+ * from the nth on; calls counted and failures injected since. */
+void rill__alloc_fail_at(long n);
+void rill__alloc_fail_from(long n);
+long rill__alloc_calls(void);
+long rill__alloc_failures(void);
+void rill__stack_map_fail_at(long n);
+void rill__stack_map_fail_from(long n);
+long rill__stack_map_calls(void);
+long rill__stack_map_failures(void);
+
 /* ---- intrusive circular lists ------------------------------------------ */
 
 static inline void rill__list_init(rill__list *l) { l->next = l->prev = l; }
@@ -286,7 +307,8 @@ typedef struct rill__timers {
     uint64_t seq;              /* arming order, for ties */
 } rill__timers;
 
-void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
+/* 0, or -ENOMEM (the heap could not grow): t is not armed then. */
+int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
 void rill__timer_disarm(rill__timer *t);
 static inline bool rill__timer_armed(const rill__timer *t) { return t->slot != 0; }
 /* Fire every timer due now.  Returns how many fired. */

@@ -43,7 +43,7 @@ static int make_room(file_lines *f) {
     }
     if (f->cap - f->end >= CHUNK) return 0;
     size_t cap = f->cap ? f->cap * 2 : 2 * CHUNK;
-    char *b = realloc(f->buf, cap);
+    char *b = rill__realloc(f->buf, cap);
     if (!b) return -ENOMEM;
     f->buf = b;
     f->cap = cap;
@@ -121,7 +121,7 @@ rill_gen *rill_file_lines(const char *path) {
     else if (S_ISDIR(st.st_mode)) err = EISDIR;
     else if (!S_ISREG(st.st_mode)) err = EINVAL; /* a stream: use rill_wait_fd */
     else if (fcntl(fd, F_SETFL, 0) != 0) err = errno;
-    file_lines *f = err ? NULL : calloc(1, sizeof *f);
+    file_lines *f = err ? NULL : rill__calloc(1, sizeof *f);
     if (!err && !f) err = ENOMEM;
     if (err) {
         close(fd);

@@ -200,7 +200,7 @@ static int start_worker(void) {
     static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
     for (size_t k = 0; k < sizeof faults / sizeof faults[0]; k++) sigdelset(&all, faults[k]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    worker *w = calloc(1, sizeof *w);
+    worker *w = rill__calloc(1, sizeof *w);
     int err = w ? pthread_create(&w->tid, NULL, work, w) : ENOMEM;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
@@ -282,7 +282,7 @@ RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(
     rill_runtime *home = rill__remote_of(rt);
     if (!home) return -ENOMEM;
     job local, *j = &local;
-    if (detached && !(j = malloc(sizeof *j))) return -ENOMEM;
+    if (detached && !(j = rill__malloc(sizeof *j))) return -ENOMEM;
     memset(j, 0, sizeof *j);
     j->msg.run = job_done;
     j->fn = fn;

@@ -52,7 +52,7 @@ rill_queue *rill_queue_new(size_t capacity, size_t item_size) {
         errno = EINVAL;
         return NULL;
     }
-    rill_queue *q = calloc(1, sizeof *q);
+    rill_queue *q = rill__calloc(1, sizeof *q);
     int rc = !q ? -ENOMEM : grow ? 0 : rill__ring_init(&q->ring, capacity, item_size);
     if (rc < 0) {
         free(q);
@@ -80,7 +80,7 @@ static int store(rill_queue *q, const void *item) {
     if (!q->last || q->tail == q->per_chunk) {
         chunk *c = q->spare;
         if (c) q->spare = NULL;
-        else if (!(c = malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
+        else if (!(c = rill__malloc(sizeof *c + q->per_chunk * q->size))) return -ENOMEM;
         c->next = NULL;
         if (q->last) q->last->next = c;
         else q->first = c;

@@ -142,7 +142,7 @@ static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) {
 
 rill_runtime *rill__remote_of(rill__rt *rt) {
     if (rt->remote.handle) return rt->remote.handle;
-    rill_runtime *h = calloc(1, sizeof *h);
+    rill_runtime *h = rill__calloc(1, sizeof *h);
     if (!h) return NULL;
     pthread_mutex_init(&h->mu, NULL);
     h->refs = 1; /* the run's */
@@ -178,7 +178,7 @@ static bool call_start(rill__msg *m) {
 
 int rill_call_threadsafe(rill_runtime *h, rill_fn *fn, void *arg) {
     if (!h || !fn) return -EINVAL;
-    call *c = malloc(sizeof *c);
+    call *c = rill__malloc(sizeof *c);
     if (!c) return -ENOMEM;
     c->msg.run = call_start;
     c->fn = fn;
@@ -267,13 +267,18 @@ static void remote_run_end(rill__rt *rt) {
     h->open = h->calls_open = false;
     pthread_mutex_unlock(&h->mu);
     holders_sync(rt);
-    /* Only jobs whose callers gave up can be left: drop them properly. */
-    drain(h, true);
-    /* What is still there found no memory for a task, even now. */
+    /* Jobs whose callers gave up are dropped properly; calls still there
+     * found no memory for a task, and none may start now: nothing would
+     * run it (draining them leaked a task that never ran). */
     size_t dropped = 0;
     rill__list *n;
     while ((n = rill__list_pop(&h->inbox))) {
-        free(rill__container_of(rill__container_of(n, rill__msg, node), call, msg));
+        rill__msg *m = rill__container_of(n, rill__msg, node);
+        if (m->run != call_start) {
+            m->run(m);
+            continue;
+        }
+        free(rill__container_of(m, call, msg));
         dropped++;
     }
     if (dropped)

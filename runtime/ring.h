@@ -21,7 +21,7 @@ typedef struct rill__ring {
 /* Allocate cap zeroed slots: 0, -EINVAL if cap * size overflows, -ENOMEM. */
 static inline int rill__ring_init(rill__ring *r, size_t cap, size_t size) {
     if (size && cap > SIZE_MAX / size) return -EINVAL;
-    if (!(r->buf = calloc(cap, size))) return -ENOMEM;
+    if (!(r->buf = rill__calloc(cap, size))) return -ENOMEM;
     r->cap = cap;
     r->size = size;
     r->head = r->len = 0;

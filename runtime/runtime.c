@@ -84,7 +84,7 @@ static void process_hooks(void) {
 static rill__rt *rt_new(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, process_hooks);
-    rill__rt *rt = calloc(1, sizeof *rt);
+    rill__rt *rt = rill__calloc(1, sizeof *rt);
     if (!rt) return NULL;
     rill__sched_init(rt);
     rt->bare = true;

@@ -53,7 +53,7 @@ static bool table_add(rill__scope_table *tab, const rill_scope *s, rill__fiber *
                       const void *where, bool group) {
     if ((tab->len + 1) * 2 > tab->cap) {
         size_t cap = tab->cap ? tab->cap * 2 : 64;
-        rill__scope_slot *slots = calloc(cap, sizeof *slots);
+        rill__scope_slot *slots = rill__calloc(cap, sizeof *slots);
         if (!slots) return false;
         rill__scope_slot *old = tab->slots;
         size_t old_cap = tab->cap;
@@ -252,17 +252,22 @@ static void deadline_fired(rill__timer *t) {
     rill__recheck(s->fiber);
 }
 
-/* `now` may be passed in by a caller that just read the clock. */
-static void set_deadline(rill_scope *s, double deadline, double now) {
+/* `now` may be passed in by a caller that just read the clock.  0, or
+ * -ENOMEM with s's deadline as it was (it had no timer: disarming one
+ * leaves room for the new). */
+static int set_deadline(rill_scope *s, double deadline, double now) {
+    double old = s->deadline;
     s->deadline = deadline;
     rill__timer_disarm(&s->timer);
-    if (s->deadline_fired || deadline >= INFINITY) return;
+    if (s->deadline_fired || deadline >= INFINITY) return 0;
     if (deadline <= (isnan(now) ? rill_now() : now)) {
         s->deadline_fired = 1;
         rill__recheck(s->fiber);
-        return;
+        return 0;
     }
-    rill__timer_arm(&s->timer, deadline, deadline_fired);
+    if (rill__timer_arm(&s->timer, deadline, deadline_fired) == 0) return 0;
+    s->deadline = old;
+    return -ENOMEM;
 }
 
 void rill__scopes_suspend(rill__fiber *f, const rill_scope *stop) {
@@ -276,23 +281,26 @@ void rill__scopes_resume(rill__fiber *f, const rill_scope *stop) {
         if (isnan(now)) now = rill_now();
         /* Passed meanwhile: fired, and seen by the body's next blocking call. */
         if (s->deadline <= now) s->deadline_fired = 1;
-        else rill__timer_arm(&s->timer, s->deadline, deadline_fired);
+        /* No memory to re-arm it: the body's blocking calls still see it
+         * pass (rill__checkpoint reads it), only a wait is not cut short. */
+        else (void)rill__timer_arm(&s->timer, s->deadline, deadline_fired);
     }
 }
 
 /* ---- opening and closing ----------------------------------------------------- */
 
-static void scope_open(rill_scope *s, rill__fiber *f, double deadline, double now) {
+/* 0, or -ENOMEM (no timer for its deadline: s is open all the same). */
+static int scope_open(rill_scope *s, rill__fiber *f, double deadline, double now) {
     s->parent = f->scope;
     s->fiber = f;
     s->cancel_called = s->deadline_fired = s->shield = 0;
     s->timer.slot = 0;
     f->scope = s;
-    set_deadline(s, deadline, now);
+    return set_deadline(s, deadline, now);
 }
 
 void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline) {
-    scope_open(s, f, deadline, NAN);
+    (void)scope_open(s, f, deadline, NAN); /* rill's own: no deadline, no timer */
 }
 
 void rill__scope_unlink(rill_scope *s) {
@@ -329,12 +337,16 @@ static void enter(rill_scope *s, double deadline, bool relative, const char *sp,
         errno = ENOMEM;
         return;
     }
-    if (!relative || deadline >= INFINITY) {
-        scope_open(s, f, deadline, NAN);
-        return;
+    double now = NAN;
+    if (relative && deadline < INFINITY) {
+        now = rill_now(); /* read once: the deadline and the past-check */
+        deadline += now;
     }
-    double now = rill_now(); /* read once: the deadline and the past-check */
-    scope_open(s, f, now + deadline, now);
+    if (scope_open(s, f, deadline, now) < 0) { /* no timer: no effect */
+        rill__scope_unlink(s);
+        rill__scope_forget(s);
+        errno = ENOMEM;
+    }
 }
 
 void rill_scope_enter_at(rill_scope *s, double deadline) {
@@ -363,7 +375,7 @@ void rill_scope_reschedule(rill_scope *s, double deadline) {
         errno = EINVAL;
         return;
     }
-    set_deadline(s, deadline, NAN);
+    if (set_deadline(s, deadline, NAN) < 0) errno = ENOMEM;
 }
 
 void rill_scope_shield(rill_scope *s, bool on) {

@@ -25,7 +25,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     if (t) {
         rt->tasks.free = t->next_free;
         rt->tasks.nfree--;
-    } else if (!(t = malloc(sizeof *t))) {
+    } else if (!(t = rill__malloc(sizeof *t))) {
         errno = ENOMEM;
         return NULL;
     }

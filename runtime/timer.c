@@ -47,14 +47,13 @@ static void sift_down(rill__rt *rt, size_t slot) {
     place(rt, t, slot);
 }
 
-void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
+int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     rill__rt *rt = rill__self;
     if (t->slot) rill__timer_disarm(t);
     if (rt->timers.len + 1 >= rt->timers.cap) {
         size_t cap = rt->timers.cap ? rt->timers.cap * 2 : 64;
-        rill__timer **h = realloc(rt->timers.heap, cap * sizeof *h);
-        /* Out of memory for the heap: nothing sane is left to do. */
-        RILL_ASSERT(h != NULL, "out of memory growing the timer heap");
+        rill__timer **h = rill__realloc(rt->timers.heap, cap * sizeof *h);
+        if (!h) return -ENOMEM; /* the caller reports it */
         rt->timers.heap = h;
         rt->timers.cap = cap;
     }
@@ -63,6 +62,7 @@ void rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
     t->fire = fire;
     rt->timers.heap[++rt->timers.len] = t;
     sift_up(rt, rt->timers.len);
+    return 0;
 }
 
 /* Take the timer in `slot` out of the heap, without touching the timer

@@ -67,7 +67,8 @@ RILL__INLINE int sleep_until(double deadline) {
     if (deadline <= rill_now()) return yield_now();
     sleeper s = {.w = {.unhook = sleep_unhook, .what = "sleep"}};
     /* An infinite sleep arms no timer: only a cancellation can end it. */
-    if (deadline < INFINITY) rill__timer_arm(&s.timer, deadline, sleep_fired);
+    if (deadline < INFINITY && (rc = rill__timer_arm(&s.timer, deadline, sleep_fired)) < 0)
+        return rc;
     return rill__suspend(&s.w);
 }
 

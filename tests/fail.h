@@ -1,0 +1,24 @@
+/* Failure injection, for the out-of-memory tests: rill's internal hooks
+ * (runtime/alloc.c), reachable from the static library the tests link.
+ * Allocations (every malloc, calloc and realloc of the runtime) and fresh
+ * fiber stack mappings (not stacks reused from a pool) are counted apart.
+ * Arming resets the counts; arming with 0 disarms and keeps them. */
+#ifndef RILL_TEST_FAIL_H
+#define RILL_TEST_FAIL_H
+
+/* The nth allocation from now fails (returns NULL, errno ENOMEM); only it. */
+void rill__alloc_fail_at(long n);
+/* The nth allocation from now and every later one fail. */
+void rill__alloc_fail_from(long n);
+/* Allocations made / failures injected since the last arming. */
+long rill__alloc_calls(void);
+long rill__alloc_failures(void);
+
+/* The same for mappings of new fiber stacks (a guarded stack, or a slab of
+ * unguarded ones, which the runtime falls back to). */
+void rill__stack_map_fail_at(long n);
+void rill__stack_map_fail_from(long n);
+long rill__stack_map_calls(void);
+long rill__stack_map_failures(void);
+
+#endif
