@@ -324,7 +324,7 @@ static bool slot_free(const ring *r) { return r->slots.len + r->reserved < r->sl
  * its name, so that a producer that never blocks cannot take every slot
  * (merge's sources take turns). */
 static void slot_freed(ring *r) {
-    if (slot_free(r) && rill__waitq_wake_one(&r->not_full, 0)) r->reserved++;
+    if (slot_free(r) && rill__wait_wake_one(&r->not_full, 0)) r->reserved++;
 }
 
 /* Wait for a free slot and keep it.  0, or -ECANCELED (nothing kept). */
@@ -334,7 +334,7 @@ static int ring_reserve(ring *r) {
         return 0;
     }
     rill__waiter w; /* woken with 0: slot_freed reserved one for us */
-    return rill__waitq_wait(&r->not_full, &w, "prefetch slot", NULL);
+    return rill__wait_on(&r->not_full, &w, "prefetch slot", NULL);
 }
 
 /* Publish the tail slot, filled, using a reservation.  The producer fills
@@ -342,7 +342,7 @@ static int ring_reserve(ring *r) {
 static void ring_commit(ring *r) {
     r->reserved--;
     rill__ring_push(&r->slots);
-    rill__waitq_wake_one(&r->not_empty, 0);
+    rill__wait_wake_one(&r->not_empty, 0);
 }
 
 /* Give a reservation back unused. */
@@ -352,7 +352,7 @@ static void ring_unreserve(ring *r) {
 }
 
 static void ring_producer_done(ring *r) {
-    if (--r->producers == 0) rill__waitq_wake_all(&r->not_empty, 0);
+    if (--r->producers == 0) rill__wait_wake_all(&r->not_empty, 0);
 }
 
 /* Exchange n bytes: a taken slot and the consumer's swap places, so that a
@@ -374,7 +374,7 @@ static int ring_take(ring *r, void *out) {
     while (r->slots.len == 0) {
         if (r->producers == 0) return r->err;
         rill__waiter w;
-        int rc = rill__waitq_wait(&r->not_empty, &w, "prefetched value", NULL);
+        int rc = rill__wait_on(&r->not_empty, &w, "prefetched value", NULL);
         if (rc < 0) return rc;
     }
     swap_bytes(out, rill__ring_pop(&r->slots), r->slots.size);

@@ -1,6 +1,6 @@
 /*
  * Every allocation of the runtime goes through these wrappers, and every
- * fresh stack mapping through rill__stack_map_fails(), so that tests can
+ * fresh stack mapping through rill__alloc_stack_fails(), so that tests can
  * make the Nth one fail (as neco's and Lua's test suites do) and drive each
  * out-of-memory path.  Unused, an injection point costs one relaxed load
  * and a branch predicted not taken.  Threads allocate too (pool workers,
@@ -61,7 +61,7 @@ void *rill__realloc(void *p, size_t n) {
     return NULL;
 }
 
-bool rill__stack_map_fails(void) {
+bool rill__alloc_stack_fails(void) {
     if (!fails(&maps)) return false;
     errno = ENOMEM;
     return true;
@@ -72,7 +72,7 @@ void rill__alloc_fail_from(long n) { arm(&allocs, n, true); }
 long rill__alloc_calls(void) { return atomic_load(&allocs.calls); }
 long rill__alloc_failures(void) { return atomic_load(&allocs.failures); }
 
-void rill__stack_map_fail_at(long n) { arm(&maps, n, false); }
-void rill__stack_map_fail_from(long n) { arm(&maps, n, true); }
-long rill__stack_map_calls(void) { return atomic_load(&maps.calls); }
-long rill__stack_map_failures(void) { return atomic_load(&maps.failures); }
+void rill__alloc_stack_fail_at(long n) { arm(&maps, n, false); }
+void rill__alloc_stack_fail_from(long n) { arm(&maps, n, true); }
+long rill__alloc_stack_calls(void) { return atomic_load(&maps.calls); }
+long rill__alloc_stack_failures(void) { return atomic_load(&maps.failures); }

@@ -37,7 +37,7 @@ static void observed_ended(rill_task *t) {
     slot *s = t->observer;
     rill__list_remove(&s->node);
     rill__list_push(&s->owner->done, &s->node);
-    rill__waitq_wake_one(&s->owner->waiter, 0);
+    rill__wait_wake_one(&s->owner->waiter, 0);
 }
 
 /* t is freed while observed (rill_run's end, or a deadlock's abandonment):
@@ -98,9 +98,9 @@ static int body(rill_gen *g, void *arg) {
              * cancelled (or deadlocked) wait took nothing: the consumer's
              * call returns the error and the generator stays usable. */
             rill__waiter w;
-            rc = rill__waitq_wait(&c->waiter, &w, "as_completed", NULL);
+            rc = rill__wait_on(&c->waiter, &w, "as_completed", NULL);
             if (rc == 0) continue;
-            rc = rill__yield_error(g, rc);
+            rc = rill__gen_yield_error(g, rc);
         }
         if (rc < 0) { /* closed (-EPIPE) or thrown into */
             unhook_all(c);

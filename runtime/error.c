@@ -26,7 +26,7 @@ const char *rill_strerror(int err) {
     return s ? s : "unknown error";
 }
 
-_Noreturn void rill__panic(const char *file, int line, const char *cond,
+_Noreturn void rill__error_panic(const char *file, int line, const char *cond,
                            const char *why) {
     rill__rt *rt = rill__self;
     const char *who = rt && rt->current ? rt->current->name : "?";

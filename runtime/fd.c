@@ -86,7 +86,7 @@ static void fd_ready(struct ev_loop *loop, ev_io *io, int revents) {
     if (revents & EV_READ) ready |= RILL_READ;
     if (revents & EV_WRITE) ready |= RILL_WRITE;
     /* libev reports a descriptor that the kernel rejected with EV_ERROR. */
-    rill__wake(&fw->w, (revents & EV_ERROR) ? -EBADF : ready);
+    rill__sched_wake(&fw->w, (revents & EV_ERROR) ? -EBADF : ready);
 }
 
 static void fd_unhook(rill__waiter *w) {
@@ -120,7 +120,7 @@ static bool recheck(rill__rt *rt) {
             fd_waiter *fw = s->head;
             ev_io_stop(rt->loop, &fw->io);
             unlink_waiter(s, fw);
-            rill__wake(&fw->w, err);
+            rill__sched_wake(&fw->w, err);
         }
         woke = true;
     }
@@ -155,7 +155,7 @@ int rill_wait_fd(int fd, int events) {
     if (fd < 0) return -EBADF;
     if (!(events & (RILL_READ | RILL_WRITE)) || (events & ~(RILL_READ | RILL_WRITE)))
         return -EINVAL;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) return rc;
     rill__rt *rt = rill__self;
     rc = make_room(rt, fd);
@@ -170,5 +170,5 @@ int rill_wait_fd(int fd, int events) {
     s->head = &fw;
     /* A new watcher makes libev (re)tell the kernel about its fd. */
     mark(rt, fd);
-    return rill__suspend(&fw.w);
+    return rill__sched_block(&fw.w);
 }

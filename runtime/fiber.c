@@ -155,7 +155,7 @@ static void cfg_read(void) {
 
 static void cfg_load(void) { pthread_once(&cfg_once, cfg_read); }
 
-size_t rill__default_stack_size(void) {
+static size_t default_stack(void) {
     cfg_load();
     return cfg.stack;
 }
@@ -201,7 +201,7 @@ static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
 
 static rill__stack *map_guarded(size_t size) {
     size_t len = size + cfg.page;
-    char *map = rill__stack_map_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
+    char *map = rill__alloc_stack_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
     if (mprotect(map, cfg.page, PROT_NONE) != 0) {
@@ -239,7 +239,7 @@ static rill__stack *from_slab(size_t size) {
         return st;
     }
     size_t len = cfg.page + SLAB_STACKS * size;
-    char *map = rill__stack_map_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
+    char *map = rill__alloc_stack_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED) return NULL;
     slab *sl = (slab *)(void *)map;
@@ -290,7 +290,7 @@ static void stash_put(rill__stack *st) {
 
 static rill__stack *stack_get(size_t size) {
     rill__stack *st = NULL;
-    bool dflt = size == rill__default_stack_size();
+    bool dflt = size == default_stack();
     if (dflt && !pool.free) refill();
     if (dflt && pool.free) {
         st = pool.free;
@@ -322,7 +322,7 @@ static void stack_put(rill__stack *st) {
         c->free = st;
         return;
     }
-    if (st->size != rill__default_stack_size()) {
+    if (st->size != default_stack()) {
         unmap_stack(st);
     } else if (pool.nfree < POOL_MAX) {
         st->next_free = pool.free;
@@ -430,7 +430,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx) {
     if (si->si_code <= 0) raise(sig); /* a real fault recurs by itself */
 }
 
-int rill__signals_begin(rill__rt *rt) {
+int rill__fiber_signals(rill__rt *rt) {
     if (rt->signals.altstack) return 0; /* made already (a bare runtime's generators) */
     size_t sz = 64u * 1024u;
     rt->signals.altstack = rill__malloc(sz);
@@ -522,7 +522,7 @@ static void after_switch(rill__rt *rt) {
     }
 }
 
-void rill__switch(rill__fiber *from, rill__fiber *to) {
+void rill__fiber_switch(rill__fiber *from, rill__fiber *to) {
     rill__rt *rt = rill__self;
     /* internal.h's rules: the running fiber leaves, for the host or a
      * fiber made RUNNING; only a fiber leaves for the host. */

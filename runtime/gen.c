@@ -11,7 +11,7 @@
  *
  * A suspended generator's fiber is BLOCKED on no list (its waiter is
  * uncancellable): only its consumer can resume it, so the deadlines of the
- * scopes its body holds are disarmed until then (rill__scopes_suspend).
+ * scopes its body holds are disarmed until then (rill__scope_suspend).
  * Generators are not on rt->all and do not count as live fibers, so a
  * forgotten generator does not keep rill_run alive; rt->gens.list lists
  * them for shutdown, an idle hook of the scheduler's.
@@ -35,7 +35,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
         errno = EINVAL;
         return NULL;
     }
-    rill__rt *rt = rill__bare_runtime();
+    rill__rt *rt = rill__runtime_bare();
     if (!rt) {
         errno = ENOMEM;
         return NULL;
@@ -44,7 +44,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
     int rc = g ? rill__fiber_init(&g->fiber, o ? o->stack_size : 0) : -ENOMEM;
     if (rc) {
         free(g);
-        rill__bare_release();
+        rill__runtime_bare_release();
         errno = -rc;
         return NULL;
     }
@@ -63,7 +63,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
     g->parked = (rill__waiter){.fiber = &g->fiber, .unhook = no_unhook, .what = "resume",
                                .uncancellable = true};
     g->fiber.wait = &g->parked;
-    rill__fiber_set_state(&g->fiber, RILL__BLOCKED); /* until its first resume */
+    rill__sched_set_state(&g->fiber, RILL__BLOCKED); /* until its first resume */
     rill__list_push(&rt->gens.list, &g->node);
     rt->gens.n++;
     return g;
@@ -84,8 +84,8 @@ static void to_consumer(rill_gen *g) {
     g->fiber.delegator = NULL;
     g->root.parent = NULL;
     c->wait = NULL;
-    rill__fiber_set_state(c, RILL__RUNNING);
-    rill__switch(&g->fiber, c);
+    rill__sched_set_state(c, RILL__RUNNING);
+    rill__fiber_switch(&g->fiber, c);
 }
 
 /* Run the body until it yields or returns; returns g->result. */
@@ -94,7 +94,7 @@ static int resume(rill_gen *g, int resume_with) {
     rill__fiber *me = rt->current;
     /* Left over from a run that ended (rt_trim), or made bare: a body needs
      * the overflow handler's stack.  Without one, only reporting suffers. */
-    (void)rill__signals_begin(rt);
+    (void)rill__fiber_signals(rt);
     g->resume_with = resume_with;
     g->state = RILL__GEN_RUNNING;
     g->fiber.delegator = me;
@@ -104,21 +104,21 @@ static int resume(rill_gen *g, int resume_with) {
         g->run_id = rt->run.id;
         rill__scope_open(&g->root, &g->fiber, INFINITY);
     } else {
-        rill__scopes_resume(&g->fiber, &g->root);
+        rill__scope_resume(&g->fiber, &g->root);
     }
     g->root.parent = me->scope;
     g->consumer_wait = (rill__waiter){
         .fiber = me, .unhook = no_unhook, .what = "gen", .on = g->name_buf,
         .uncancellable = true};
     me->wait = &g->consumer_wait;
-    rill__fiber_set_state(me, RILL__BLOCKED);
+    rill__sched_set_state(me, RILL__BLOCKED);
     g->fiber.wait = NULL;
-    rill__fiber_set_state(&g->fiber, RILL__RUNNING);
-    rill__switch(me, &g->fiber);
+    rill__sched_set_state(&g->fiber, RILL__RUNNING);
+    rill__fiber_switch(me, &g->fiber);
     if (g->state == RILL__GEN_FINISHED && g->fiber.state != RILL__DONE) {
         /* The body yielded after -EPIPE: abandon it, from this stack. */
-        rill__fiber_set_state(&g->fiber, RILL__DONE);
-        rill__scopes_drop(&g->fiber);
+        rill__sched_set_state(&g->fiber, RILL__DONE);
+        rill__scope_drop_all(&g->fiber);
         rill__fiber_release(&g->fiber);
     }
     return g->result;
@@ -127,7 +127,7 @@ static int resume(rill_gen *g, int resume_with) {
 /* The body's fiber stops running, until its consumer resumes it. */
 static void park(rill_gen *g) {
     g->fiber.wait = &g->parked;
-    rill__fiber_set_state(&g->fiber, RILL__BLOCKED);
+    rill__sched_set_state(&g->fiber, RILL__BLOCKED);
 }
 
 /* Suspend the body; the consumer's call returns result (1: value). */
@@ -151,7 +151,7 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
     g->value = value;
     g->result = result;
     g->state = RILL__GEN_SUSPENDED;
-    rill__scopes_suspend(&g->fiber, &g->root);
+    rill__scope_suspend(&g->fiber, &g->root);
     park(g);
     to_consumer(g);
     return g->resume_with;
@@ -159,13 +159,13 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
 
 int rill_yield(rill_gen *g, void *value) { return suspend(g, value, 1); }
 
-int rill__yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
+int rill__gen_yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
 
 static void gen_entry(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);
     int rc = g->body(g, g->arg);
     rill__fiber_check_groups_waited(f);
-    if (f->scope != &g->root) rill__scopes_close_leftover(f, &g->root);
+    if (f->scope != &g->root) rill__scope_close_leftover(f, &g->root);
     if (g->closing) {
         g->result = rc == -EPIPE || rc > 0 ? 0 : rc; /* GeneratorExit is a clean end */
     } else {
@@ -173,7 +173,7 @@ static void gen_entry(rill__fiber *f) {
         g->status = g->result;
     }
     g->state = RILL__GEN_FINISHED;
-    rill__fiber_set_state(f, RILL__DONE); /* the consumer releases the stack */
+    rill__sched_set_state(f, RILL__DONE); /* the consumer releases the stack */
     to_consumer(g);
     RILL_ASSERT(0, "a finished generator was resumed");
 }
@@ -189,7 +189,7 @@ static bool from_own_child(const rill_gen *g) {
  * from a fiber: from outside one, it could not wait for them. */
 static bool needs_a_fiber(const rill_gen *g) {
     rill__rt *rt = rill__self;
-    return g->fiber.busy_groups && rill__root(rt->current) == &rt->host;
+    return g->fiber.busy_groups && rill__fiber_root(rt->current) == &rt->host;
 }
 
 /* The consumer's scopes become the body's outer scopes: they must all be
@@ -234,7 +234,7 @@ static void finish_unstarted(rill_gen *g, int status) {
     g->state = RILL__GEN_FINISHED;
     g->status = status;
     g->fiber.wait = NULL;
-    rill__fiber_set_state(&g->fiber, RILL__DONE);
+    rill__sched_set_state(&g->fiber, RILL__DONE);
     rill__fiber_release(&g->fiber);
     if (g->hooks) g->hooks->close(g->arg);
 }
@@ -309,7 +309,7 @@ void rill__gen_free(rill_gen *g) {
     g->magic = GEN_FREED;
     if (g->hooks) g->hooks->free(g->arg);
     free(g);
-    rill__bare_release();
+    rill__runtime_bare_release();
 }
 
 void rill__gen_autofree(rill_gen **g) {
@@ -337,7 +337,7 @@ static bool shutdown_closes(const rill_gen *g) {
 /* A body that never runs again (a deadlock that persists). */
 static void gen_abandon(rill__fiber *f) {
     rill_gen *g = rill__container_of(f, rill_gen, fiber);
-    rill__scopes_drop(f); /* before the stack goes: some live on it */
+    rill__scope_drop_all(f); /* before the stack goes: some live on it */
     rill__fiber_release(f);
     g->state = RILL__GEN_FINISHED;
     g->status = g->result = -EDEADLK;

@@ -72,7 +72,7 @@ int rill_group_spawn_opts(rill_group *g, rill_fn *fn, void *arg, const rill_opts
     /* A generator body driven from outside any fiber could never wait for
      * the child: refuse, as its blocking calls are refused. */
     rill__rt *rt = rill__self;
-    if (rt && rt->current != &rt->host && rill__root(rt->current) == &rt->host) return -EPERM;
+    if (rt && rt->current != &rt->host && rill__fiber_root(rt->current) == &rt->host) return -EPERM;
     rill_task *t = rill__task_new(fn, arg, o);
     if (!t) return -errno;
     t->group = g;
@@ -104,7 +104,7 @@ static void child_ended(rill_task *t) {
         g->nfailures++;
         if (!(g->flags & RILL_RETURN_ERRORS)) cancel_group(g);
     }
-    if (g->live == 0) rill__waitq_wake_all(&g->waiters, 0);
+    if (g->live == 0) rill__wait_wake_all(&g->waiters, 0);
     t->watch = NULL; /* the group is done with it */
 }
 
@@ -119,10 +119,10 @@ static const rill__task_watch child_watch = {.ended = child_ended, .freed = chil
  * all the same. */
 RILL__INLINE int wait_children(rill_group *g) {
     rill__waiter w;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     /* Loop: between the last child's end and our resumption, another fiber
      * may have spawned a new child. */
-    while (rc == 0 && g->live) rc = rill__waitq_wait(&g->waiters, &w, "group", NULL);
+    while (rc == 0 && g->live) rc = rill__wait_on(&g->waiters, &w, "group", NULL);
     if (rc == 0 || rc == -EPERM) return rc;
     cancel_children(g);
     /* Children never outlive their group: wait on, deaf to cancellation. */
@@ -144,7 +144,7 @@ static int finish(rill_group *g, int rc, bool return_errors) {
     g->scoped = false;
     g->waited = true;
     if (rc == -EDEADLK) return rc;
-    if (rc == -ECANCELED && rill__fiber_cancelled(rill__self->current)) return rc;
+    if (rc == -ECANCELED && rill__scope_cancelled(rill__self->current)) return rc;
     return return_errors || !g->nfailures ? 0 : g->first_status;
 }
 
@@ -170,7 +170,7 @@ int rill_gather(int n, rill_fn *const fns[], void *const args[], int statuses[],
     if (n < 0 || (n > 0 && !fns) || (flags & ~RILL_RETURN_ERRORS)) return -EINVAL;
     for (int i = 0; i < n; i++)
         if (!fns[i]) return -EINVAL;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc < 0) {
         for (int i = 0; statuses && i < n; i++) statuses[i] = rc;
         return rc;

@@ -11,14 +11,14 @@
  * of switch exist:
  *   - a fiber that gives up the CPU (blocks, yields, or ends) switches
  *     directly to the next fiber of the run queue, or to the host when the
- *     queue is empty or the hand-off budget is spent (rill__reschedule);
+ *     queue is empty or the hand-off budget is spent (rill__sched_reschedule);
  *   - the host switches to the head of the run queue (run_ready in sched.c),
  *     from rill_run's loop or, attached, from those two callbacks;
  *   - a consumer and the generator it resumes switch to each other directly
  *     (gen.c), the one BLOCKED while the other runs.
  * Every other libev callback only makes fibers ready: it never switches.
  * So every suspended fiber stack is suspended at one point: inside
- * rill__switch().
+ * rill__fiber_switch().
  *
  * Fiber states and the lists a fiber is on
  * ----------------------------------------
@@ -29,17 +29,17 @@
  *            timer, or fd watcher) that will wake it, or, for a generator
  *            (suspended, or not started) and its consumer, on none
  *   DONE     on no queue; its stack is released by the next fiber to run
- * A task's fiber is on rt->all from NEW until DONE (rill__fiber_track);
+ * A task's fiber is on rt->all from NEW until DONE (rill__sched_track);
  * generators are on rt->gens.list instead, and count as no live fiber.
- * Every state change goes through rill__fiber_set_state(), which checks it
+ * Every state change goes through rill__sched_set_state(), which checks it
  * against this table (anything else aborts with a message):
  *   NEW->READY       a task is spawned
  *   NEW->BLOCKED     a generator is created (it waits for its first resume)
  *   READY->RUNNING   switched to
  *   RUNNING->READY   yields (rill_yield_now)
- *   RUNNING->BLOCKED blocks (rill__suspend), or suspends at a rill_yield,
+ *   RUNNING->BLOCKED blocks (rill__sched_block), or suspends at a rill_yield,
  *                    or resumes a generator (the consumer)
- *   BLOCKED->READY   woken (rill__wake: by its waker, or by rill__interrupt
+ *   BLOCKED->READY   woken (rill__sched_wake: by its waker, or by rill__sched_interrupt
  *                    on cancellation or deadlock)
  *   BLOCKED->RUNNING the direct switch between a consumer and its generator
  *   RUNNING->DONE    its body returned
@@ -48,10 +48,10 @@
  *
  * One wait mechanism
  * ------------------
- * Every blocking primitive is: rill__checkpoint() (the one cancellation
+ * Every blocking primitive is: rill__scope_checkpoint() (the one cancellation
  * check), register a rill__waiter with an `unhook` that undoes the
- * registration, then rill__suspend().  A waker removes the waiter from its
- * list and calls rill__wake(); a cancellation calls rill__interrupt(), which
+ * registration, then rill__sched_block().  A waker removes the waiter from its
+ * list and calls rill__sched_wake(); a cancellation calls rill__sched_interrupt(), which
  * calls unhook and wakes with -ECANCELED.  Whichever comes first wins: once
  * woken, a fiber is READY and no longer interruptible, so a hand-off is never
  * lost and a cancelled wait leaves nothing behind.
@@ -84,7 +84,7 @@
  * (fiber.scope); a generator's root scope hangs below its consumer's chain
  * while the body runs.  A scope that user code entered lives in that code's
  * memory, usually a frame: nothing may read it once the frame has returned.
- * So every call that reads the chain (rill__checkpoint, the scope calls,
+ * So every call that reads the chain (rill__scope_checkpoint, the scope calls,
  * resuming a generator, rill_yield) first judges each scope by address
  * against RILL__CALLER_SP(), the stack pointer of the user code calling
  * rill (rill__scope_chain_check): a recorded scope below it is reported and
@@ -112,10 +112,10 @@
 
 #define RILL_ASSERT(cond, why)                                               \
     do {                                                                     \
-        if (!(cond)) rill__panic(__FILE__, __LINE__, #cond, why);            \
+        if (!(cond)) rill__error_panic(__FILE__, __LINE__, #cond, why);            \
     } while (0)
 
-_Noreturn void rill__panic(const char *file, int line, const char *cond,
+_Noreturn void rill__error_panic(const char *file, int line, const char *cond,
                            const char *why);
 
 #define rill__container_of(ptr, type, member)                                \
@@ -132,24 +132,24 @@ _Noreturn void rill__panic(const char *file, int line, const char *cond,
 
 /* ---- allocation (alloc.c) --------------------------------------------------
  * Every malloc, calloc and realloc of the runtime goes through these (free
- * stays free), and every fresh stack mapping asks rill__stack_map_fails()
+ * stays free), and every fresh stack mapping asks rill__alloc_stack_fails()
  * first: tests make the Nth call fail (tests/fail.h). */
 
 void *rill__malloc(size_t n);
 void *rill__calloc(size_t k, size_t n);
 void *rill__realloc(void *p, size_t n);
 /* Should this stack mapping fail (errno ENOMEM)? */
-bool rill__stack_map_fails(void);
+bool rill__alloc_stack_fails(void);
 /* The test hooks: the nth call from now fails (0: none), or every call
  * from the nth on; calls counted and failures injected since. */
 void rill__alloc_fail_at(long n);
 void rill__alloc_fail_from(long n);
 long rill__alloc_calls(void);
 long rill__alloc_failures(void);
-void rill__stack_map_fail_at(long n);
-void rill__stack_map_fail_from(long n);
-long rill__stack_map_calls(void);
-long rill__stack_map_failures(void);
+void rill__alloc_stack_fail_at(long n);
+void rill__alloc_stack_fail_from(long n);
+long rill__alloc_stack_calls(void);
+long rill__alloc_stack_failures(void);
 
 /* ---- intrusive circular lists ------------------------------------------ */
 
@@ -276,12 +276,12 @@ typedef struct rill__fiber {
 } rill__fiber;
 
 /* Fiber at the end of f's delegate chain. */
-static inline rill__fiber *rill__leaf(rill__fiber *f) {
+static inline rill__fiber *rill__fiber_leaf(rill__fiber *f) {
     while (f->delegate) f = f->delegate;
     return f;
 }
 /* Fiber at the start of f's delegator chain (a task, or the host). */
-static inline rill__fiber *rill__root(rill__fiber *f) {
+static inline rill__fiber *rill__fiber_root(rill__fiber *f) {
     while (f->delegator) f = f->delegator;
     return f;
 }
@@ -294,7 +294,7 @@ typedef struct rill__waiter {
     void (*unhook)(struct rill__waiter *); /* undo the registration */
     const char *what;          /* for rill_dump: "sleep", "join", ... */
     const char *on;            /* for rill_dump: the object's name, or NULL */
-    int result;                /* what rill__suspend returns */
+    int result;                /* what rill__sched_block returns */
     void *data;                /* a hand-off's buffer (queue items) */
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
@@ -312,11 +312,11 @@ int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *));
 void rill__timer_disarm(rill__timer *t);
 static inline bool rill__timer_armed(const rill__timer *t) { return t->slot != 0; }
 /* Fire every timer due now.  Returns how many fired. */
-int rill__timers_run(void);
+int rill__timer_run_due(void);
 /* The earliest deadline armed, or INFINITY. */
-double rill__timers_next(void);
+double rill__timer_next(void);
 /* Take out of the heap every timer pred() says (without writing to them). */
-void rill__timers_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx);
+void rill__timer_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx);
 
 /* ---- scopes' table (scope.c) ------------------------------------------------ */
 
@@ -444,30 +444,30 @@ extern const rill__module rill__timer_module, rill__scope_module, rill__task_mod
 
 /* The thread's runtime, made bare (no loop) if there is none, for
  * generators used outside rill_run; and its release when the last one goes. */
-rill__rt *rill__bare_runtime(void);
-void rill__bare_release(void);
+rill__rt *rill__runtime_bare(void);
+void rill__runtime_bare_release(void);
 
 /* ---- the scheduler (sched.c) -------------------------------------------------- */
 
 /* Change f's state, checked against the table above. */
-void rill__fiber_set_state(rill__fiber *f, rill__state to);
+void rill__sched_set_state(rill__fiber *f, rill__state to);
 /* Give the CPU away from the running fiber, which is already READY (on the
  * run queue), BLOCKED or DONE. */
-void rill__reschedule(void);
+void rill__sched_reschedule(void);
 /* Make f READY at the tail of the run queue. */
-void rill__make_ready(rill__fiber *f);
+void rill__sched_ready(rill__fiber *f);
 /* Block the running fiber on w (already registered).  Returns w->result. */
-int rill__suspend(rill__waiter *w);
+int rill__sched_block(rill__waiter *w);
 /* Make w's fiber READY with result; the caller already unlinked w. */
-void rill__wake(rill__waiter *w, int result);
+void rill__sched_wake(rill__waiter *w, int result);
 /* Cancel f's wait if it is BLOCKED and cancellable: unhook, wake with err. */
-void rill__interrupt(rill__fiber *f, int err);
+void rill__sched_interrupt(rill__fiber *f, int err);
 /* Register/unregister a task's fiber in rt->all: a live fiber of the run. */
-void rill__fiber_track(rill__fiber *f);
-void rill__fiber_untrack(rill__fiber *f);
+void rill__sched_track(rill__fiber *f);
+void rill__sched_untrack(rill__fiber *f);
 /* Count (delta 1) or stop counting (-1) one thing that may wake the run
  * from another thread; the count never goes below 0. */
-void rill__keepalive(rill__rt *rt, int delta);
+void rill__sched_keepalive(rill__rt *rt, int delta);
 /* Hooks: called, in the order registered, when no fiber is left (until one
  * makes work), and right before libev polls (every one). */
 void rill__sched_on_idle(rill__rt *rt, rill__hook *h);
@@ -487,7 +487,6 @@ void rill__sched_run_end(rill__rt *rt);
 
 /* ---- fibers and stacks (fiber.c) ---------------------------------------- */
 
-size_t rill__default_stack_size(void);
 /* Create f's context on a new stack of `size` bytes; f->ops->entry(f) runs
  * first. */
 int rill__fiber_init(rill__fiber *f, size_t size);
@@ -495,10 +494,10 @@ int rill__fiber_init(rill__fiber *f, size_t size);
 void rill__fiber_release(rill__fiber *f);
 /* Switch from the running fiber `from` to `to`.  When from->state is DONE,
  * from's stack is handed to rt->dead and released by whoever runs next. */
-void rill__switch(rill__fiber *from, rill__fiber *to);
+void rill__fiber_switch(rill__fiber *from, rill__fiber *to);
 /* Install this thread's overflow handler stack, if it has none: needed
  * while fibers may run (a run, or a bare runtime's generators). */
-int rill__signals_begin(rill__rt *rt);
+int rill__fiber_signals(rill__rt *rt);
 /* Abort if f's body returned while a group on its stack has live children. */
 void rill__fiber_check_groups_waited(const rill__fiber *f);
 
@@ -508,12 +507,10 @@ void rill__fiber_check_groups_waited(const rill__fiber *f);
  * the caller's scopes are cancelled.  It also aborts if the caller's chain
  * holds a scope whose frame has returned (rill__scope_chain_check).  A
  * macro, so that RILL__CALLER_SP() is taken in the public function. */
-#define rill__checkpoint() rill__checkpoint_below(RILL__CALLER_SP())
-int rill__checkpoint_below(const char *caller_sp);
+#define rill__scope_checkpoint() rill__scope_checkpoint_below(RILL__CALLER_SP())
+int rill__scope_checkpoint_below(const char *caller_sp);
 /* Is this fiber cancelled right now (its scope chain, up to a shield)? */
-bool rill__fiber_cancelled(const rill__fiber *f);
-/* Interrupt f if it is blocked and now cancelled. */
-void rill__recheck(rill__fiber *f);
+bool rill__scope_cancelled(const rill__fiber *f);
 void rill__scope_open(rill_scope *s, rill__fiber *f, double deadline);
 /* Close s wherever it is in its fiber's chain; the scopes inside it stay
  * open, now under s's parent. */
@@ -523,17 +520,15 @@ void rill__scope_cancel(rill_scope *s);
 /* f's body is gone (returned with scopes open, or abandoned): close every
  * scope it entered (those on its stack without reading them), and take out
  * every timer that lives on its stack. */
-void rill__scopes_drop(rill__fiber *f);
+void rill__scope_drop_all(rill__fiber *f);
 /* f's body returned with scopes open above base (its root scope): close
- * them all (rill__scopes_drop), and warn once per process. */
-void rill__scopes_close_leftover(rill__fiber *f, rill_scope *base);
+ * them all (rill__scope_drop_all), and warn once per process. */
+void rill__scope_close_leftover(rill__fiber *f, rill_scope *base);
 /* A generator's body suspends at a yield / is resumed: the deadlines of its
  * scopes (from f's innermost up to stop, its root) are disarmed meanwhile,
  * since they could wake nobody; on resume, one that passed has fired. */
-void rill__scopes_suspend(rill__fiber *f, const rill_scope *stop);
-void rill__scopes_resume(rill__fiber *f, const rill_scope *stop);
-/* Mark s's deadline as fired (and its timer disarmed). */
-void rill__scope_expire(rill_scope *s);
+void rill__scope_suspend(rill__fiber *f, const rill_scope *stop);
+void rill__scope_resume(rill__fiber *f, const rill_scope *stop);
 static inline bool rill__scope_is_cancelled(const rill_scope *s) {
     return s->cancel_called || s->deadline_fired;
 }
@@ -562,11 +557,11 @@ static inline void rill__scope_chain_check(const rill__fiber *f, const char *cal
 
 /* ---- wait lists (wait.c) ------------------------------------------------------ */
 
-void rill__waiter_unlink(rill__waiter *w); /* the unhook of wait lists */
+void rill__wait_unlink(rill__waiter *w); /* the unhook of wait lists */
 /* Register w at q's tail (what and on are for rill_dump). */
-static inline void rill__waitq_add(rill__list *q, rill__waiter *w, const char *what,
+static inline void rill__wait_add(rill__list *q, rill__waiter *w, const char *what,
                                    const char *on, bool uncancellable) {
-    w->unhook = rill__waiter_unlink;
+    w->unhook = rill__wait_unlink;
     w->what = what;
     w->on = on;
     w->uncancellable = uncancellable;
@@ -575,22 +570,22 @@ static inline void rill__waitq_add(rill__list *q, rill__waiter *w, const char *w
 /* A FIFO wait list: block on it (checkpoint included), wake its head/all.
  * Inlined, so that its checkpoint judges scopes against the public
  * function's caller. */
-RILL__INLINE int rill__waitq_wait(rill__list *q, rill__waiter *w, const char *what,
+RILL__INLINE int rill__wait_on(rill__list *q, rill__waiter *w, const char *what,
                                   const char *on) {
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) return rc;
-    rill__waitq_add(q, w, what, on, false);
-    return rill__suspend(w);
+    rill__wait_add(q, w, what, on, false);
+    return rill__sched_block(w);
 }
 /* Block on w deaf to cancellation: only a deadlock interrupts it, and then
  * it returns -EDEADLK.  No checkpoint: for the waits that must end even in
  * a cancelled fiber (for a group's children, which never outlive it; a
  * condition's relock; a job running on the caller's memory).  With q, w
- * goes to q's tail, as in rill__waitq_wait; with NULL, the caller has
+ * goes to q's tail, as in rill__wait_on; with NULL, the caller has
  * registered w (its unhook set) where its waker finds it. */
 int rill__wait_deaf(rill__list *q, rill__waiter *w, const char *what, const char *on);
-bool rill__waitq_wake_one(rill__list *q, int result);
-void rill__waitq_wake_all(rill__list *q, int result);
+bool rill__wait_wake_one(rill__list *q, int result);
+void rill__wait_wake_all(rill__list *q, int result);
 
 /* ---- tasks (task.c) ----------------------------------------------------- */
 
@@ -696,7 +691,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
                         const rill__gen_hooks *hooks);
 /* In a body: return err (< 0) from the consumer's call and stay suspended
  * (a wait that was cancelled, not an end).  Returns as rill_yield. */
-int rill__yield_error(rill_gen *g, int err);
+int rill__gen_yield_error(rill_gen *g, int err);
 /* Free a generator whatever its owner (adapters freeing their sources). */
 void rill__gen_free(rill_gen *g);
 

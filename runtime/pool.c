@@ -240,7 +240,7 @@ static int submit(job *j) {
 /* The job's post, received on the caller's run's thread. */
 static bool job_done(rill__msg *m) {
     job *j = rill__container_of(m, job, msg);
-    rill__keepalive(rill__self, -1); /* counted from its submission */
+    rill__sched_keepalive(rill__self, -1); /* counted from its submission */
     if (j->abandoned) { /* set on this thread: no lock needed to read it */
         job_drop(j);
         return true;
@@ -249,7 +249,7 @@ static bool job_done(rill__msg *m) {
     rill__fiber *f = j->w.fiber;
     /* The caller may be READY meanwhile, woken by a cancellation it must sit
      * out: it finds `delivered` when it runs. */
-    if (f && f->state == RILL__BLOCKED && f->wait == &j->w) rill__wake(&j->w, 0);
+    if (f && f->state == RILL__BLOCKED && f->wait == &j->w) rill__sched_wake(&j->w, 0);
     return true;
 }
 
@@ -267,12 +267,12 @@ static void job_unhook(rill__waiter *w) {
         j->abandoned = true; /* still counted, until it ends */
     }
     pthread_mutex_unlock(&pool.mu);
-    if (gone) rill__keepalive(rill__self, -1);
+    if (gone) rill__sched_keepalive(rill__self, -1);
 }
 
 RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(void *)) {
     if (!fn) return -EINVAL;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) {
         /* -ECANCELED hands arg over: it is released, as a dropped job's. */
         if (rc == -ECANCELED && release) release(arg);
@@ -302,8 +302,8 @@ RILL__INLINE int offload(rill_fn *fn, void *arg, bool detached, void (*release)(
         return rc;
     }
     /* Until it is posted back (or dropped), it may wake this run. */
-    rill__keepalive(rt, 1);
-    rc = rill__suspend(&j->w);
+    rill__sched_keepalive(rt, 1);
+    rc = rill__sched_block(&j->w);
     if (!j->delivered) {
         if (j->dropped) { /* cancelled before it started */
             if (detached) job_drop(j);

@@ -118,7 +118,7 @@ static int put_now(rill_queue *q, const void *item) {
     if (n) {
         rill__waiter *w = rill__container_of(n, rill__waiter, node);
         memcpy(w->data, item, q->size);
-        rill__wake(w, 0);
+        rill__sched_wake(w, 0);
         return 0;
     }
     return store(q, item);
@@ -132,7 +132,7 @@ static int get_now(rill_queue *q, void *item) {
     if (n) {
         rill__waiter *w = rill__container_of(n, rill__waiter, node);
         store(q, w->data); /* bounded: a slot was just freed */
-        rill__wake(w, 0);
+        rill__sched_wake(w, 0);
     }
     return 0;
 }
@@ -153,21 +153,21 @@ int rill_queue_put(rill_queue *q, const void *item) {
     int rc = rill_queue_try_put(q, item);
     if (rc != -EAGAIN) return rc;
     rill__waiter w = {.data = (void *)item}; /* woken with 0: a getter took it */
-    return rill__waitq_wait(&q->putters, &w, "queue put", NULL);
+    return rill__wait_on(&q->putters, &w, "queue put", NULL);
 }
 
 int rill_queue_get(rill_queue *q, void *item) {
     int rc = rill_queue_try_get(q, item);
     if (rc != -EAGAIN) return rc;
     rill__waiter w = {.data = item}; /* woken with 0: a putter filled it */
-    return rill__waitq_wait(&q->getters, &w, "queue get", NULL);
+    return rill__wait_on(&q->getters, &w, "queue get", NULL);
 }
 
 void rill_queue_close(rill_queue *q) {
     if (!rill__valid_or_einval(q, QUEUE_MAGIC)) return;
     q->closed = true;
-    rill__waitq_wake_all(&q->putters, -EPIPE);
-    rill__waitq_wake_all(&q->getters, -EPIPE); /* only waiting when empty */
+    rill__wait_wake_all(&q->putters, -EPIPE);
+    rill__wait_wake_all(&q->getters, -EPIPE); /* only waiting when empty */
 }
 
 size_t rill_queue_len(const rill_queue *q) { return rill__valid(q, QUEUE_MAGIC) ? length(q) : 0; }

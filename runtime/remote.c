@@ -119,7 +119,7 @@ static void holders_sync(rill__rt *rt) {
     bool want = h && h->calls_open && atomic_load(&h->holders) > 0;
     if (want == rt->remote.holders_counted) return;
     rt->remote.holders_counted = want;
-    rill__keepalive(rt, want ? 1 : -1);
+    rill__sched_keepalive(rt, want ? 1 : -1);
 }
 
 /* The loop was woken for h's inbox: a post, or a retry after no memory. */

@@ -100,9 +100,9 @@ static void rt_free(rill__rt *rt) {
     free(rt);
 }
 
-rill__rt *rill__bare_runtime(void) { return rill__self ? rill__self : rt_new(); }
+rill__rt *rill__runtime_bare(void) { return rill__self ? rill__self : rt_new(); }
 
-void rill__bare_release(void) {
+void rill__runtime_bare_release(void) {
     rill__rt *rt = rill__self;
     if (rt && rt->bare && !rt->gens.n && rt->current == &rt->host) rt_free(rt);
 }
@@ -121,8 +121,8 @@ static rill__rt *run_begin(struct ev_loop *loop, bool own, bool attached, int *e
         *err = -ENOMEM;
         return NULL;
     }
-    if (rill__signals_begin(rt) != 0) {
-        rill__bare_release();
+    if (rill__fiber_signals(rt) != 0) {
+        rill__runtime_bare_release();
         *err = -ENOMEM;
         return NULL;
     }

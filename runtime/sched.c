@@ -23,7 +23,7 @@ static const bool allowed[5][5] = {
     [RILL__BLOCKED] = {[RILL__READY] = true, [RILL__RUNNING] = true, [RILL__DONE] = true},
 };
 
-void rill__fiber_set_state(rill__fiber *f, rill__state to) {
+void rill__sched_set_state(rill__fiber *f, rill__state to) {
     RILL_ASSERT(allowed[f->state][to], "a fiber state change that internal.h does not allow");
     /* The lists that go with the state (internal.h). */
     RILL_ASSERT(to != RILL__READY || !f->wait, "a ready fiber still has a wait");
@@ -31,22 +31,22 @@ void rill__fiber_set_state(rill__fiber *f, rill__state to) {
     f->state = to;
 }
 
-void rill__make_ready(rill__fiber *f) {
+void rill__sched_ready(rill__fiber *f) {
     rill__rt *rt = rill__self;
-    rill__fiber_set_state(f, RILL__READY);
+    rill__sched_set_state(f, RILL__READY);
     rill__list_push(&rt->runq, &f->node);
     /* Woken by a callback of a foreign loop's last iteration: keep that
      * loop from returning before the fiber has run. */
     if (rt->attached && rt->current == &rt->host) ev_idle_start(rt->loop, &rt->idle);
 }
 
-void rill__fiber_track(rill__fiber *f) {
+void rill__sched_track(rill__fiber *f) {
     rill__rt *rt = rill__self;
     rill__list_push(&rt->all, &f->all_node);
     rt->nfibers++;
 }
 
-void rill__fiber_untrack(rill__fiber *f) {
+void rill__sched_untrack(rill__fiber *f) {
     rill__rt *rt = rill__self;
     RILL_ASSERT(rt->nfibers > 0 && f->ops->cancel, "ended a fiber that was never tracked");
     rill__list_remove(&f->all_node);
@@ -54,7 +54,7 @@ void rill__fiber_untrack(rill__fiber *f) {
     rt->run.ended++;
 }
 
-void rill__reschedule(void) {
+void rill__sched_reschedule(void) {
     rill__rt *rt = rill__self;
     rill__fiber *self = rt->current;
     rill__fiber *next = &rt->host;
@@ -66,11 +66,11 @@ void rill__reschedule(void) {
         }
     }
     if (next == self) { /* it yielded and nobody else was ready */
-        rill__fiber_set_state(self, RILL__RUNNING);
+        rill__sched_set_state(self, RILL__RUNNING);
         return;
     }
-    if (next != &rt->host) rill__fiber_set_state(next, RILL__RUNNING);
-    rill__switch(self, next);
+    if (next != &rt->host) rill__sched_set_state(next, RILL__RUNNING);
+    rill__fiber_switch(self, next);
 }
 
 /* Host: run ready fibers until the queue empties or the budget is spent. */
@@ -79,13 +79,13 @@ static void run_ready(rill__rt *rt) {
     if (!n) return;
     rt->budget = BUDGET;
     rill__fiber *f = rill__container_of(n, rill__fiber, node);
-    rill__fiber_set_state(f, RILL__RUNNING);
-    rill__switch(&rt->host, f);
+    rill__sched_set_state(f, RILL__RUNNING);
+    rill__fiber_switch(&rt->host, f);
 }
 
 /* ---- blocking and waking --------------------------------------------------------- */
 
-int rill__suspend(rill__waiter *w) {
+int rill__sched_block(rill__waiter *w) {
     rill__rt *rt = rill__self;
     rill__fiber *f = rt->current;
     /* The host is not a fiber: a libev callback must never block. */
@@ -93,31 +93,31 @@ int rill__suspend(rill__waiter *w) {
     RILL_ASSERT(f->state == RILL__RUNNING, "only a running fiber can block");
     w->fiber = f;
     f->wait = w;
-    rill__fiber_set_state(f, RILL__BLOCKED);
-    rill__reschedule();
+    rill__sched_set_state(f, RILL__BLOCKED);
+    rill__sched_reschedule();
     return w->result;
 }
 
-void rill__wake(rill__waiter *w, int result) {
+void rill__sched_wake(rill__waiter *w, int result) {
     rill__fiber *f = w->fiber;
     RILL_ASSERT(f->state == RILL__BLOCKED && f->wait == w,
                 "woke a fiber that was not blocked on this wait");
     f->wait = NULL;
     w->result = result;
-    rill__make_ready(f);
+    rill__sched_ready(f);
 }
 
-void rill__interrupt(rill__fiber *f, int err) {
+void rill__sched_interrupt(rill__fiber *f, int err) {
     if (f->state != RILL__BLOCKED) return; /* already woken: it keeps its wake-up */
     rill__waiter *w = f->wait;
     if (w->uncancellable && err == -ECANCELED) return;
     w->unhook(w);
-    rill__wake(w, err);
+    rill__sched_wake(w, err);
 }
 
 /* ---- what keeps the run alive ------------------------------------------------------ */
 
-void rill__keepalive(rill__rt *rt, int delta) {
+void rill__sched_keepalive(rill__rt *rt, int delta) {
     RILL_ASSERT(delta >= 0 || rt->keepalive >= (unsigned)-delta,
                 "the keep-alive count went below zero");
     bool was = rt->keepalive > 0;
@@ -151,7 +151,7 @@ static bool before_poll(rill__rt *rt) {
 /* ---- timers on libev ------------------------------------------------------- */
 
 static void arm_wakeup(rill__rt *rt) {
-    double next = rill__timers_next();
+    double next = rill__timer_next();
     if (next == rt->wakeup_at && ev_is_active(&rt->wakeup)) return;
     ev_timer_stop(rt->loop, &rt->wakeup);
     rt->wakeup_at = next;
@@ -169,7 +169,7 @@ static void on_wakeup(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)w;
     (void)revents;
     rill__self->wakeup_at = INFINITY;
-    rill__timers_run();
+    rill__timer_run_due();
 }
 
 /* ---- deadlock ---------------------------------------------------------------- */
@@ -181,7 +181,7 @@ static void abandon_all(rill__rt *rt) {
      * abandoned stacks), then end the fibers, generators a consumer was
      * running first. */
     rill__list_each(n, &rt->all) {
-        rill__fiber *f = rill__leaf(rill__container_of(n, rill__fiber, all_node));
+        rill__fiber *f = rill__fiber_leaf(rill__container_of(n, rill__fiber, all_node));
         if (f->state == RILL__BLOCKED) f->wait->unhook(f->wait);
     }
     rt->run.abandoned = true;
@@ -192,11 +192,11 @@ static void abandon_all(rill__rt *rt) {
         for (rill__fiber *g = f->delegate, *next; g; g = next) {
             next = g->delegate;
             g->delegate = g->delegator = NULL;
-            rill__fiber_set_state(g, RILL__DONE);
+            rill__sched_set_state(g, RILL__DONE);
             g->ops->abandon(g);
         }
         f->delegate = NULL;
-        rill__fiber_set_state(f, RILL__DONE);
+        rill__sched_set_state(f, RILL__DONE);
         f->ops->abandon(f);
     }
 }
@@ -215,7 +215,7 @@ static void deadlock(rill__rt *rt) {
     rt->run.deadlocked = true;
     rt->run.ended_at_deadlock = rt->run.ended;
     rill__list_each(n, &rt->all)
-        rill__interrupt(rill__leaf(rill__container_of(n, rill__fiber, all_node)), -EDEADLK);
+        rill__sched_interrupt(rill__fiber_leaf(rill__container_of(n, rill__fiber, all_node)), -EDEADLK);
 }
 
 void rill__sched_cancel_all(rill__rt *rt) {
@@ -246,8 +246,8 @@ void rill__sched_drive(rill__rt *rt, rill__fiber *main) {
         bool idle = rill__list_empty(&rt->runq);
         arm_wakeup(rt);
         int alive = ev_run(rt->loop, idle ? EVRUN_ONCE : EVRUN_NOWAIT);
-        rill__timers_run();
-        if (idle && rill__list_empty(&rt->runq) && !alive && rill__timers_next() == INFINITY)
+        rill__timer_run_due();
+        if (idle && rill__list_empty(&rt->runq) && !alive && rill__timer_next() == INFINITY)
             deadlock(rt);
     }
 }
@@ -259,7 +259,7 @@ static void attach_tick(struct ev_loop *loop, rill__rt *rt) {
     /* A fiber that runs the loop itself (ev_run from inside a fiber) must not
      * have the host's context overwritten under it. */
     if (rt->current != &rt->host) return;
-    rill__timers_run();
+    rill__timer_run_due();
     run_ready(rt);
     /* Fibers still ready: keep the loop from blocking in its poll. */
     if (!rill__list_empty(&rt->runq)) ev_idle_start(loop, &rt->idle);
@@ -369,7 +369,7 @@ void rill_dump(FILE *out) {
                 if (g->wait->on) fprintf(out, " '%s'", g->wait->on);
             }
         }
-        for (const rill_scope *s = rill__leaf(f)->scope; s; s = s->parent) {
+        for (const rill_scope *s = rill__fiber_leaf(f)->scope; s; s = s->parent) {
             fprintf(out, " [scope");
             if (s->deadline < INFINITY) fprintf(out, " deadline %+.3fs", s->deadline - now);
             if (s->cancel_called) fprintf(out, " cancelled");

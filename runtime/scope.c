@@ -1,6 +1,6 @@
 /*
  * Cancellation: cancel scopes and the one cancellation check.  A scope is a
- * link in its fiber's chain (innermost first); rill__fiber_cancelled() walks
+ * link in its fiber's chain (innermost first); rill__scope_cancelled() walks
  * that chain up to the first shield.  Changing
  * a scope (cancel, deadline, unshield) re-checks the one fiber that can be
  * affected, the scope's owner, and interrupts it if it is blocked.
@@ -139,9 +139,15 @@ void rill__scope_check_below(const rill__fiber *f, const rill_scope *s) {
     abort();
 }
 
+/* Mark s's deadline as fired (and its timer disarmed). */
+static void expire(rill_scope *s) {
+    rill__timer_disarm(&s->timer);
+    s->deadline_fired = 1;
+}
+
 /* ---- the one cancellation check ---------------------------------------------- */
 
-bool rill__fiber_cancelled(const rill__fiber *f) {
+bool rill__scope_cancelled(const rill__fiber *f) {
     for (const rill_scope *s = f->scope; s; s = s->parent) {
         if (rill__scope_is_cancelled(s)) return true;
         if (s->shield) return false;
@@ -149,12 +155,12 @@ bool rill__fiber_cancelled(const rill__fiber *f) {
     return false;
 }
 
-int rill__checkpoint_below(const char *caller_sp) {
+int rill__scope_checkpoint_below(const char *caller_sp) {
     rill__rt *rt = rill__self;
     /* Blocking needs a fiber to suspend, and a loop: a generator driven from
      * outside any fiber (its consumer chain starts at the host) has neither. */
-    if (!rt || rill__root(rt->current) == &rt->host) return -EPERM;
-    /* As rill__fiber_cancelled, but a deadline that has passed counts even
+    if (!rt || rill__fiber_root(rt->current) == &rt->host) return -EPERM;
+    /* As rill__scope_cancelled, but a deadline that has passed counts even
      * if the reactor has not fired its timer yet (the fiber may have been
      * computing since): "a deadline in the past cancels at the next call".
      * The clock is read only inside a scope with a deadline.  The walk goes
@@ -174,7 +180,7 @@ int rill__checkpoint_below(const char *caller_sp) {
         if (s->deadline < INFINITY) {
             if (isnan(now)) now = rill_now();
             if (s->deadline <= now) {
-                rill__scope_expire(s);
+                expire(s);
                 rc = -ECANCELED;
                 continue;
             }
@@ -184,12 +190,13 @@ int rill__checkpoint_below(const char *caller_sp) {
     return rc;
 }
 
-bool rill_cancelled(void) { return rill__checkpoint() == -ECANCELED; }
+bool rill_cancelled(void) { return rill__scope_checkpoint() == -ECANCELED; }
 
-void rill__recheck(rill__fiber *f) {
-    f = rill__leaf(f); /* the fiber actually blocked, for a consumer */
-    if (f->state == RILL__BLOCKED && rill__fiber_cancelled(f))
-        rill__interrupt(f, -ECANCELED);
+/* Interrupt f if it is blocked and now cancelled. */
+static void recheck(rill__fiber *f) {
+    f = rill__fiber_leaf(f); /* the fiber actually blocked, for a consumer */
+    if (f->state == RILL__BLOCKED && rill__scope_cancelled(f))
+        rill__sched_interrupt(f, -ECANCELED);
 }
 
 /* ---- deadlines ------------------------------------------------------------------ */
@@ -211,7 +218,7 @@ static bool owned_by(rill__timer *t, void *ctx) {
     return true;
 }
 
-void rill__scopes_drop(rill__fiber *f) {
+void rill__scope_drop_all(rill__fiber *f) {
     rill__rt *rt = rill__self;
     rill__scope_table *tab = &rt->scopes;
     /* A removal shifts later entries back into slot i: look at it again. */
@@ -229,27 +236,23 @@ void rill__scopes_drop(rill__fiber *f) {
     }
     if (!f->stack) return;
     dropping d = {f};
-    rill__timers_disarm_if(owned_by, &d);
+    rill__timer_disarm_if(owned_by, &d);
 }
 
-void rill__scopes_close_leftover(rill__fiber *f, rill_scope *base) {
+void rill__scope_close_leftover(rill__fiber *f, rill_scope *base) {
     static atomic_bool warned;
-    rill__scopes_drop(f);
+    rill__scope_drop_all(f);
     f->scope = base;
     if (!atomic_exchange(&warned, true))
         fprintf(stderr, "rill: %s '%s' ended inside a scope it did not exit\n", f->ops->kind,
                 f->name);
 }
 
-void rill__scope_expire(rill_scope *s) {
-    rill__timer_disarm(&s->timer);
-    s->deadline_fired = 1;
-}
 
 static void deadline_fired(rill__timer *t) {
     rill_scope *s = rill__container_of(t, rill_scope, timer);
-    rill__scope_expire(s);
-    rill__recheck(s->fiber);
+    expire(s);
+    recheck(s->fiber);
 }
 
 /* `now` may be passed in by a caller that just read the clock.  0, or
@@ -262,7 +265,7 @@ static int set_deadline(rill_scope *s, double deadline, double now) {
     if (s->deadline_fired || deadline >= INFINITY) return 0;
     if (deadline <= (isnan(now) ? rill_now() : now)) {
         s->deadline_fired = 1;
-        rill__recheck(s->fiber);
+        recheck(s->fiber);
         return 0;
     }
     if (rill__timer_arm(&s->timer, deadline, deadline_fired) == 0) return 0;
@@ -270,11 +273,11 @@ static int set_deadline(rill_scope *s, double deadline, double now) {
     return -ENOMEM;
 }
 
-void rill__scopes_suspend(rill__fiber *f, const rill_scope *stop) {
+void rill__scope_suspend(rill__fiber *f, const rill_scope *stop) {
     for (rill_scope *s = f->scope; s && s != stop; s = s->parent) rill__timer_disarm(&s->timer);
 }
 
-void rill__scopes_resume(rill__fiber *f, const rill_scope *stop) {
+void rill__scope_resume(rill__fiber *f, const rill_scope *stop) {
     double now = NAN;
     for (rill_scope *s = f->scope; s && s != stop; s = s->parent) {
         if (s->deadline >= INFINITY || s->deadline_fired) continue;
@@ -282,7 +285,7 @@ void rill__scopes_resume(rill__fiber *f, const rill_scope *stop) {
         /* Passed meanwhile: fired, and seen by the body's next blocking call. */
         if (s->deadline <= now) s->deadline_fired = 1;
         /* No memory to re-arm it: the body's blocking calls still see it
-         * pass (rill__checkpoint reads it), only a wait is not cut short. */
+         * pass (rill__scope_checkpoint reads it), only a wait is not cut short. */
         else (void)rill__timer_arm(&s->timer, s->deadline, deadline_fired);
     }
 }
@@ -381,12 +384,12 @@ void rill_scope_reschedule(rill_scope *s, double deadline) {
 void rill_scope_shield(rill_scope *s, bool on) {
     if (!open_scope(s, RILL__CALLER_SP())) return;
     s->shield = on;
-    if (!on) rill__recheck(s->fiber);
+    if (!on) recheck(s->fiber);
 }
 
 void rill__scope_cancel(rill_scope *s) {
     s->cancel_called = 1;
-    rill__recheck(s->fiber);
+    recheck(s->fiber);
 }
 
 void rill_scope_cancel(rill_scope *s) {

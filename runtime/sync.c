@@ -34,7 +34,7 @@ void rill_event_init(rill_event *e) {
 void rill_event_set(rill_event *e) {
     if (!rill__valid_or_einval(e, EVENT_MAGIC)) return;
     e->set = true;
-    rill__waitq_wake_all(&e->waiters, 0);
+    rill__wait_wake_all(&e->waiters, 0);
 }
 
 void rill_event_clear(rill_event *e) {
@@ -48,7 +48,7 @@ int rill_event_wait(rill_event *e) {
     if (!rill__valid_or_einval(e, EVENT_MAGIC)) return -EINVAL;
     if (e->set) return 0;
     rill__waiter w;
-    return rill__waitq_wait(&e->waiters, &w, "event", NULL);
+    return rill__wait_on(&e->waiters, &w, "event", NULL);
 }
 
 /* ---- semaphore -------------------------------------------------------------- */
@@ -75,12 +75,12 @@ int rill_sem_acquire(rill_sem *s) {
     if (!rill__valid_or_einval(s, SEM_MAGIC)) return -EINVAL;
     if (rill_sem_try_acquire(s)) return 0;
     rill__waiter w; /* woken with 0: release handed us its permit */
-    return rill__waitq_wait(&s->waiters, &w, "semaphore", NULL);
+    return rill__wait_on(&s->waiters, &w, "semaphore", NULL);
 }
 
 void rill_sem_release(rill_sem *s) {
     if (!rill__valid_or_einval(s, SEM_MAGIC)) return;
-    if (rill__waitq_wake_one(&s->waiters, 0)) return;
+    if (rill__wait_wake_one(&s->waiters, 0)) return;
     if (s->value == UINT_MAX) {
         errno = EOVERFLOW; /* one permit more than the count can hold */
         return;
@@ -103,7 +103,7 @@ void rill_mutex_init(rill_mutex *m) {
 /* Wait for m; with `deaf`, deaf to cancellation (a condition's relock). */
 RILL__INLINE int lock(rill_mutex *m, bool deaf) {
     rill__fiber *f = me();
-    if (!f || rill__root(f) == &rill__self->host) return -EPERM;
+    if (!f || rill__fiber_root(f) == &rill__self->host) return -EPERM;
     if (m->owner == f) return -EDEADLK;
     if (!m->owner) {
         m->owner = f;
@@ -111,7 +111,7 @@ RILL__INLINE int lock(rill_mutex *m, bool deaf) {
     }
     rill__waiter w; /* woken with 0: unlock made us the owner */
     if (deaf) return rill__wait_deaf(&m->waiters, &w, "mutex (relock)", NULL);
-    return rill__waitq_wait(&m->waiters, &w, "mutex", NULL);
+    return rill__wait_on(&m->waiters, &w, "mutex", NULL);
 }
 
 int rill_mutex_lock(rill_mutex *m) {
@@ -132,7 +132,7 @@ void rill_mutex_unlock(rill_mutex *m) {
     }
     rill__waiter *w = rill__container_of(n, rill__waiter, node);
     m->owner = w->fiber;
-    rill__wake(w, 0);
+    rill__sched_wake(w, 0);
 }
 
 /* ---- condition ---------------------------------------------------------------- */
@@ -151,11 +151,11 @@ int rill_cond_wait(rill_cond *c, rill_mutex *m) {
         return -EINVAL;
     rill__fiber *f = me();
     if (!f || m->owner != f) return -EPERM;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) return rc; /* still holding m */
     rill_mutex_unlock(m);
     rill__waiter w;
-    rc = rill__waitq_wait(&c->waiters, &w, "condition", NULL);
+    rc = rill__wait_on(&c->waiters, &w, "condition", NULL);
     int lrc = lock(m, true);
     /* A deadlock may interrupt even the relock: report it. */
     return lrc < 0 ? lrc : rc;
@@ -163,10 +163,10 @@ int rill_cond_wait(rill_cond *c, rill_mutex *m) {
 
 void rill_cond_signal(rill_cond *c) {
     if (!rill__valid_or_einval(c, COND_MAGIC)) return;
-    rill__waitq_wake_one(&c->waiters, 0);
+    rill__wait_wake_one(&c->waiters, 0);
 }
 
 void rill_cond_broadcast(rill_cond *c) {
     if (!rill__valid_or_einval(c, COND_MAGIC)) return;
-    rill__waitq_wake_all(&c->waiters, 0);
+    rill__wait_wake_all(&c->waiters, 0);
 }

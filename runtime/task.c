@@ -56,8 +56,8 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
     /* Once rill_run's main has ended, every task is cancelled: so are the
      * ones spawned while the others unwind. */
     if (rt->run.shutting_down) t->root.cancel_called = 1;
-    rill__fiber_track(&t->fiber);
-    rill__make_ready(&t->fiber);
+    rill__sched_track(&t->fiber);
+    rill__sched_ready(&t->fiber);
     return t;
 }
 
@@ -84,16 +84,16 @@ static void task_entry(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     t->status = t->fn(t->arg);
     rill__fiber_check_groups_waited(f);
-    if (f->scope != &t->root) rill__scopes_close_leftover(f, &t->root);
+    if (f->scope != &t->root) rill__scope_close_leftover(f, &t->root);
     t->ended = true;
-    rill__fiber_untrack(f);
+    rill__sched_untrack(f);
     if (!t->group) {
         if (!t->detached && !is_main(t)) rill__list_push(&rill__self->tasks.unjoined, &t->link);
-        rill__waitq_wake_all(&t->joiners, 0);
+        rill__wait_wake_all(&t->joiners, 0);
     }
     if (t->watch) t->watch->ended(t);
-    rill__fiber_set_state(f, RILL__DONE);
-    rill__reschedule();
+    rill__sched_set_state(f, RILL__DONE);
+    rill__sched_reschedule();
     RILL_ASSERT(0, "a finished fiber was resumed");
 }
 
@@ -106,7 +106,7 @@ static void task_reaped(rill__fiber *f) {
  * forgets it, and it is freed unless rill_run still reads its status. */
 static void task_abandon(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
-    rill__scopes_drop(f); /* before the stack goes: some live on it */
+    rill__scope_drop_all(f); /* before the stack goes: some live on it */
     rill__fiber_release(f);
     t->ended = true;
     t->status = -EDEADLK;
@@ -161,7 +161,7 @@ int rill_join(rill_task *t) {
     if (!live(t)) return -EINVAL;
     rill__rt *rt = rill__self;
     if (!rt || rt->current == &rt->host) return -EPERM;
-    if (&t->fiber == rill__root(rt->current)) return -EDEADLK;
+    if (&t->fiber == rill__fiber_root(rt->current)) return -EDEADLK;
     if (owned(t) || t->detached || t->joining || t->observer) return -EINVAL;
     if (!t->ended) {
         rill__waiter w;
@@ -169,7 +169,7 @@ int rill_join(rill_task *t) {
          * empty again before this fiber resumes, and a second join or a
          * detach in that window must still be refused. */
         t->joining = true;
-        int rc = rill__waitq_wait(&t->joiners, &w, "join", t->name_buf);
+        int rc = rill__wait_on(&t->joiners, &w, "join", t->name_buf);
         t->joining = false;
         if (rc < 0) return rc; /* cancelled: t keeps running */
     }
@@ -204,6 +204,6 @@ rill_task *rill_current(void) {
     rill__rt *rt = rill__self;
     if (!rt) return NULL;
     /* In a generator's body: the task it runs for (asyncio.current_task()). */
-    rill__fiber *f = rill__root(rt->current);
+    rill__fiber *f = rill__fiber_root(rt->current);
     return f->ops == &task_ops ? (rill_task *)f : NULL;
 }

@@ -66,7 +66,7 @@ int rill__timer_arm(rill__timer *t, double at, void (*fire)(rill__timer *)) {
 }
 
 /* Take the timer in `slot` out of the heap, without touching the timer
- * itself (it may lie in a dead stack frame: see rill__scopes_drop). */
+ * itself (it may lie in a dead stack frame: see rill__scope_drop_all). */
 static void remove_slot(rill__rt *rt, size_t slot) {
     rill__timer *last = rt->timers.heap[rt->timers.len--];
     if (slot > rt->timers.len) return; /* it was the last one */
@@ -84,12 +84,12 @@ void rill__timer_disarm(rill__timer *t) {
     remove_slot(rt, slot);
 }
 
-double rill__timers_next(void) {
+double rill__timer_next(void) {
     rill__rt *rt = rill__self;
     return rt->timers.len ? rt->timers.heap[1]->at : INFINITY;
 }
 
-int rill__timers_run(void) {
+int rill__timer_run_due(void) {
     rill__rt *rt = rill__self;
     if (!rt->timers.len) return 0;
     double now = rill_now();
@@ -104,7 +104,7 @@ int rill__timers_run(void) {
     return n;
 }
 
-void rill__timers_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx) {
+void rill__timer_disarm_if(bool (*pred)(rill__timer *t, void *ctx), void *ctx) {
     rill__rt *rt = rill__self;
     /* On error paths only.  Removing re-sorts the heap, which may move an
      * entry not yet looked at behind the scan: repeat until a pass is clean. */
@@ -125,7 +125,7 @@ static void timers_free(rill__rt *rt) {
     rt->timers = (rill__timers){0};
 }
 
-/* Suspended generators keep no timer armed (rill__scopes_suspend): once a
+/* Suspended generators keep no timer armed (rill__scope_suspend): once a
  * run is over, the heap is empty unless one was rescheduled meanwhile. */
 static void timers_run_end(rill__rt *rt) {
     if (!rt->timers.len) timers_free(rt);

@@ -5,28 +5,28 @@
  */
 #include "internal.h"
 
-void rill__waiter_unlink(rill__waiter *w) { rill__list_remove(&w->node); }
+void rill__wait_unlink(rill__waiter *w) { rill__list_remove(&w->node); }
 
 int rill__wait_deaf(rill__list *q, rill__waiter *w, const char *what, const char *on) {
     if (q) {
-        rill__waitq_add(q, w, what, on, true);
+        rill__wait_add(q, w, what, on, true);
     } else {
         w->what = what;
         w->on = on;
         w->uncancellable = true;
     }
-    return rill__suspend(w);
+    return rill__sched_block(w);
 }
 
-bool rill__waitq_wake_one(rill__list *q, int result) {
+bool rill__wait_wake_one(rill__list *q, int result) {
     rill__list *n = rill__list_pop(q);
     if (!n) return false;
-    rill__wake(rill__container_of(n, rill__waiter, node), result);
+    rill__sched_wake(rill__container_of(n, rill__waiter, node), result);
     return true;
 }
 
-void rill__waitq_wake_all(rill__list *q, int result) {
-    while (rill__waitq_wake_one(q, result)) {
+void rill__wait_wake_all(rill__list *q, int result) {
+    while (rill__wait_wake_one(q, result)) {
     }
 }
 
@@ -35,11 +35,11 @@ void rill__waitq_wake_all(rill__list *q, int result) {
 /* Yield and sleep are inlined into each public entry, so that the
  * checkpoint judges scopes against the user's own frame. */
 RILL__INLINE int yield_now(void) {
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) return rc;
     rill__rt *rt = rill__self;
-    rill__make_ready(rt->current);
-    rill__reschedule();
+    rill__sched_ready(rt->current);
+    rill__sched_reschedule();
     return 0;
 }
 
@@ -52,7 +52,7 @@ typedef struct sleeper {
 
 static void sleep_fired(rill__timer *t) {
     sleeper *s = rill__container_of(t, sleeper, timer);
-    rill__wake(&s->w, 0);
+    rill__sched_wake(&s->w, 0);
 }
 
 static void sleep_unhook(rill__waiter *w) {
@@ -62,14 +62,14 @@ static void sleep_unhook(rill__waiter *w) {
 
 RILL__INLINE int sleep_until(double deadline) {
     if (isnan(deadline)) return -EINVAL;
-    int rc = rill__checkpoint();
+    int rc = rill__scope_checkpoint();
     if (rc) return rc;
     if (deadline <= rill_now()) return yield_now();
     sleeper s = {.w = {.unhook = sleep_unhook, .what = "sleep"}};
     /* An infinite sleep arms no timer: only a cancellation can end it. */
     if (deadline < INFINITY && (rc = rill__timer_arm(&s.timer, deadline, sleep_fired)) < 0)
         return rc;
-    return rill__suspend(&s.w);
+    return rill__sched_block(&s.w);
 }
 
 int rill_sleep_until(double deadline) { return sleep_until(deadline); }

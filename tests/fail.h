@@ -16,9 +16,9 @@ long rill__alloc_failures(void);
 
 /* The same for mappings of new fiber stacks (a guarded stack, or a slab of
  * unguarded ones, which the runtime falls back to). */
-void rill__stack_map_fail_at(long n);
-void rill__stack_map_fail_from(long n);
-long rill__stack_map_calls(void);
-long rill__stack_map_failures(void);
+void rill__alloc_stack_fail_at(long n);
+void rill__alloc_stack_fail_from(long n);
+long rill__alloc_stack_calls(void);
+long rill__alloc_stack_failures(void);
 
 #endif

@@ -42,20 +42,20 @@ typedef struct oom_case {
 static bool counts_maps(const oom_case *c) { return c->how == MAP_AT || c->how == MAP_FROM; }
 
 static void arm(const oom_case *c) {
-    if (c->no_maps) rill__stack_map_fail_from(1);
+    if (c->no_maps) rill__alloc_stack_fail_from(1);
     switch (c->how) {
     case ALLOC_AT: rill__alloc_fail_at(c->n); break;
     case ALLOC_FROM: rill__alloc_fail_from(c->n); break;
-    case MAP_AT: rill__stack_map_fail_at(c->n); break;
-    case MAP_FROM: rill__stack_map_fail_from(c->n); break;
+    case MAP_AT: rill__alloc_stack_fail_at(c->n); break;
+    case MAP_FROM: rill__alloc_stack_fail_from(c->n); break;
     }
 }
 
 /* Disarm both; returns the failures the case's own injection made. */
 static long disarm(const oom_case *c) {
     rill__alloc_fail_at(0);
-    rill__stack_map_fail_at(0);
-    return counts_maps(c) ? rill__stack_map_failures() : rill__alloc_failures();
+    rill__alloc_stack_fail_at(0);
+    return counts_maps(c) ? rill__alloc_stack_failures() : rill__alloc_failures();
 }
 
 static void run_once(oom_case *c) {
@@ -803,7 +803,7 @@ static int run_op(void *ctx) {
     expect_eq(rc, -ENOMEM);
     /* Nothing is left behind on the thread: a run works at once. */
     rill__alloc_fail_at(0);
-    rill__stack_map_fail_at(0);
+    rill__alloc_stack_fail_at(0);
     expect_eq(rill_run(rill_test_noop, NULL), 0);
     return rc;
 }
