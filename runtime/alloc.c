@@ -8,6 +8,7 @@
  */
 #include <stdatomic.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 typedef struct injector {

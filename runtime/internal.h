@@ -133,23 +133,14 @@ _Noreturn void rill__error_panic(const char *file, int line, const char *cond,
 /* ---- allocation (alloc.c) --------------------------------------------------
  * Every malloc, calloc and realloc of the runtime goes through these (free
  * stays free), and every fresh stack mapping asks rill__alloc_stack_fails()
- * first: tests make the Nth call fail (tests/fail.h). */
+ * first: tests make the Nth call fail (runtime/alloc.h). */
 
 void *rill__malloc(size_t n);
 void *rill__calloc(size_t k, size_t n);
 void *rill__realloc(void *p, size_t n);
 /* Should this stack mapping fail (errno ENOMEM)? */
 bool rill__alloc_stack_fails(void);
-/* The test hooks: the nth call from now fails (0: none), or every call
- * from the nth on; calls counted and failures injected since. */
-void rill__alloc_fail_at(long n);
-void rill__alloc_fail_from(long n);
-long rill__alloc_calls(void);
-long rill__alloc_failures(void);
-void rill__alloc_stack_fail_at(long n);
-void rill__alloc_stack_fail_from(long n);
-long rill__alloc_stack_calls(void);
-long rill__alloc_stack_failures(void);
+/* The test hooks that make them fail are declared in alloc.h. */
 
 /* ---- intrusive circular lists ------------------------------------------ */
 

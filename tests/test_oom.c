@@ -1,5 +1,5 @@
 /* Out of memory: every allocation of the runtime, and every fresh stack
- * mapping, can be made to fail (tests/fail.h).  Each operation is run with
+ * mapping, can be made to fail (runtime/alloc.h).  Each operation is run with
  * the 1st, 2nd, ... allocation failing until a run meets no failure: every
  * run must succeed or fail cleanly (-ENOMEM, NULL with errno ENOMEM, or
  * what rill.h documents for that case), with nothing leaked (the ASan and
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "fail.h"
+#include "../runtime/alloc.h"
 #include "helpers.h"
 
 /* A stack size that is the default in no build: a fiber of this size never
@@ -869,11 +869,7 @@ static int abandons_a_job_and_ends_without_memory(void *arg) {
     rill_scope_enter(&s, 0.01); /* gives up on the job while it runs */
     expect_eq(rill_to_thread_detached(runs_late, j, release_late), -ECANCELED);
     expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
-    left_suspended = rill_gen_new(yields_three, &j->cleaned);
-    cr_assert_not_null(left_suspended);
-    expect_eq(rill_gen_next(left_suspended, NULL), 1);
-    rill__alloc_fail_from(1); /* until the run is over */
-    return 0;
+    return leaves_a_generator_suspended(&j->cleaned);
 }
 
 Test(oom, a_run_ending_without_memory_still_waits_for_its_abandoned_jobs,

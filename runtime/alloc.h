@@ -1,10 +1,11 @@
-/* Failure injection, for the out-of-memory tests: rill's internal hooks
- * (runtime/alloc.c), reachable from the static library the tests link.
+/* Failure injection, for the out-of-memory tests: alloc.c's hooks, internal
+ * to rill (hidden in librill.so), reachable from the static library the
+ * tests link (tests/test_oom.c includes this header).
  * Allocations (every malloc, calloc and realloc of the runtime) and fresh
  * fiber stack mappings (not stacks reused from a pool) are counted apart.
  * Arming resets the counts; arming with 0 disarms and keeps them. */
-#ifndef RILL_TEST_FAIL_H
-#define RILL_TEST_FAIL_H
+#ifndef RILL_ALLOC_H
+#define RILL_ALLOC_H
 
 /* The nth allocation from now fails (returns NULL, errno ENOMEM); only it. */
 void rill__alloc_fail_at(long n);
