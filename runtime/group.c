@@ -108,9 +108,13 @@ static void child_ended(rill_task *t) {
     t->watch = NULL; /* the group is done with it */
 }
 
-/* Freed before it ended: a deadlock that persists abandoned it.  The group
- * (it may live on) forgets it. */
-static void child_freed(rill_task *t) { rill__list_remove(&t->link); }
+/* Freed before it ended: a deadlock that persists abandoned it (the only
+ * way a child is freed before child_ended).  Its group's owner is abandoned
+ * too, and may be already: the group and its list head lived in that
+ * owner's memory, often its stack, which is gone (unmapped, for a stack of
+ * a size of its own).  So the link is left as it is: unlinking it wrote
+ * there.  Nothing walks that list again: the group's wait never returns. */
+static void child_freed(rill_task *t) { t->watch = NULL; }
 
 static const rill__task_watch child_watch = {.ended = child_ended, .freed = child_freed};
 

@@ -1140,3 +1140,39 @@ Test(group, a_task_returning_before_waiting_for_its_group_aborts_with_a_message,
                           "still had children running"),
               "stderr: %s", err);
 }
+
+/* ---- a deadlock that persists ---------------------------------------------------- */
+
+/* Blocks again after each -EDEADLK, deaf to the cancellation its group sends. */
+static int blocks_again_shielded(void *arg) {
+    (void)arg;
+    rill_scope s;
+    rill_scope_enter(&s, RILL_FOREVER);
+    rill_scope_shield(&s, true);
+    while (rill_sleep(RILL_FOREVER) == -EDEADLK) {
+    }
+    rill_scope_exit(&s);
+    return 0;
+}
+
+static int waits_for_stubborn_children(void *arg) {
+    (void)arg;
+    rill_group g;
+    rill_group_init(&g);
+    rill_group_spawn(&g, blocks_again_shielded, NULL);
+    rill_group_spawn(&g, blocks_again_shielded, NULL);
+    return rill_group_wait(&g);
+}
+
+static int spawns_the_owner_on_a_stack_of_its_own_size(void *arg) {
+    (void)arg;
+    /* Not the default size: the stack is unmapped as soon as it is released. */
+    rill_task *t = rill_spawn_opts(waits_for_stubborn_children, NULL,
+                                   &(rill_opts){.stack_size = 1u << 20});
+    return rill_join(t);
+}
+
+Test(group, children_abandoned_after_their_group_owner_leave_its_stack_alone,
+     .init = cr_redirect_stderr, .timeout = TEST_TIMEOUT) {
+    expect_eq(rill_run(spawns_the_owner_on_a_stack_of_its_own_size, NULL), -EDEADLK);
+}
