@@ -102,8 +102,8 @@ static void task_reaped(rill__fiber *f) {
     if (t->detached || t->group) rill__task_free(t);
 }
 
-/* A deadlock that persists ends t unrun: its group (which may live on)
- * forgets it, and it is freed unless rill_run still reads its status. */
+/* A deadlock that persists ends t unrun: it is freed (its watch hears of
+ * it) unless rill_run still reads its status. */
 static void task_abandon(rill__fiber *f) {
     rill_task *t = (rill_task *)f;
     rill__scope_drop_all(f); /* before the stack goes: some live on it */
