@@ -22,4 +22,8 @@ void rill__alloc_stack_fail_from(long n);
 long rill__alloc_stack_calls(void);
 long rill__alloc_stack_failures(void);
 
+/* Runtimes alive in the process (runtime.c): a thread's runtime must be
+ * gone once the thread has exited, whatever it left behind. */
+long rill__runtime_count(void);
+
 #endif

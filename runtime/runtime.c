@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "alloc.h"
 #include "internal.h"
 
 _Thread_local rill__rt *rill__self;
@@ -81,15 +82,24 @@ static void process_hooks(void) {
 
 /* ---- lifetime ---------------------------------------------------------------------- */
 
+/* Runtimes alive in the process, for tests (runtime/alloc.h). */
+static atomic_long live_runtimes;
+
+long rill__runtime_count(void) { return atomic_load(&live_runtimes); }
+
 static rill__rt *rt_new(void) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, process_hooks);
     rill__rt *rt = rill__calloc(1, sizeof *rt);
     if (!rt) return NULL;
+    atomic_fetch_add(&live_runtimes, 1);
     rill__sched_init(rt);
     rt->bare = true;
     rill__self = rt;
     EACH(rt, init);
+    /* Made bare (a generator outside any run): freed at the thread's exit
+     * if its generators never are. */
+    pthread_setspecific(bare_key, rt);
     return rt;
 }
 
@@ -98,6 +108,7 @@ static void rt_free(rill__rt *rt) {
     EACH_REVERSE(rt, term);
     if (rill__self == rt) rill__self = NULL;
     free(rt);
+    atomic_fetch_sub(&live_runtimes, 1);
 }
 
 rill__rt *rill__runtime_bare(void) { return rill__self ? rill__self : rt_new(); }
