@@ -269,6 +269,8 @@ static int set_deadline(rill_scope *s, double deadline, double now) {
         return 0;
     }
     if (rill__timer_arm(&s->timer, deadline, deadline_fired) == 0) return 0;
+    /* Only a scope whose timer was not armed can get here (disarming one
+     * freed a slot of the heap), so the old deadline needs no timer back. */
     s->deadline = old;
     return -ENOMEM;
 }
