@@ -337,7 +337,9 @@ RILL_API rill_task *rill_current(void);
  * block.  A scope left open by a function that returned is found at the
  * fiber's next blocking call or scope call (its address lies below the
  * caller's stack), and the process aborts with one line naming the fiber
- * and the code that entered the scope.  A task or generator body that
+ * and the code that entered the scope; when the compiler inlined that
+ * function into its caller, the scope lies in the caller's live frame and
+ * is not found (README, "Scopes left open").  A task or generator body that
  * returns with scopes still open gets them all closed, and a one-time
  * warning on stderr. */
 RILL_API void rill_scope_enter(rill_scope *s, double timeout);

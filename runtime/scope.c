@@ -128,7 +128,9 @@ void rill__scope_check_below(const rill__fiber *f, const rill_scope *s) {
     const rill__scope_slot *e = table_find(&rill__self->scopes, s);
     if (!e) return; /* rill's own (a group in rill_gather's frame): live */
     char where[256];
-    describe_code(e->where, where, sizeof where);
+    /* The return address follows the call: one byte back is the call
+     * itself, the line addr2line should name. */
+    describe_code((const char *)e->where - 1, where, sizeof where);
     if (e->group)
         fprintf(stderr, "rill: fiber '%s' left a task group without rill_group_wait: the "
                         "function that initialised it (at %s) returned\n", f->name, where);
