@@ -282,11 +282,14 @@ RILL_API void rill_detach(rill_task *t);
 RILL_API int rill_yield_now(void);
 
 /* Suspend the caller for `seconds` (<= 0 behaves as rill_yield_now();
- * RILL_FOREVER until cancelled).  Returns 0, -ECANCELED, -EINVAL for NaN,
+ * RILL_FOREVER until cancelled).  Any positive delay waits for its timer
+ * (one reactor round at least), as asyncio.sleep does.  Returns 0, -ECANCELED, -EINVAL for NaN,
  * -EPERM outside a fiber, -ENOMEM (no memory for its timer). */
 RILL_API int rill_sleep(double seconds);
 
-/* Suspend the caller until rill_now() >= deadline.  Returns as rill_sleep. */
+/* Suspend the caller until rill_now() >= deadline; a deadline already
+ * passed behaves as rill_yield_now() (Trio's sleep_until).  Returns as
+ * rill_sleep. */
 RILL_API int rill_sleep_until(double deadline);
 
 /* Wait until fd is ready for `events` (RILL_READ and/or RILL_WRITE).  Returns

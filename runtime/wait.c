@@ -60,11 +60,14 @@ static void sleep_unhook(rill__waiter *w) {
     rill__timer_disarm(&s->timer);
 }
 
-RILL__INLINE int sleep_until(double deadline) {
+/* `past_yields`: rill_sleep_until with a deadline already passed is a
+ * checkpoint (Trio); rill_sleep(d > 0) always waits for its timer, as
+ * asyncio's sleep does, however long the caller took to get here. */
+RILL__INLINE int sleep_until(double deadline, bool past_yields) {
     if (isnan(deadline)) return -EINVAL;
     int rc = rill__scope_checkpoint();
     if (rc) return rc;
-    if (deadline <= rill_now()) return yield_now();
+    if (past_yields && deadline <= rill_now()) return yield_now();
     sleeper s = {.w = {.unhook = sleep_unhook, .what = "sleep"}};
     /* An infinite sleep arms no timer: only a cancellation can end it. */
     if (deadline < INFINITY && (rc = rill__timer_arm(&s.timer, deadline, sleep_fired)) < 0)
@@ -72,11 +75,11 @@ RILL__INLINE int sleep_until(double deadline) {
     return rill__sched_block(&s.w);
 }
 
-int rill_sleep_until(double deadline) { return sleep_until(deadline); }
+int rill_sleep_until(double deadline) { return sleep_until(deadline, true); }
 
 int rill_sleep(double seconds) {
     if (isnan(seconds)) return -EINVAL;
     if (seconds <= 0) return yield_now();
-    if (seconds >= INFINITY) return sleep_until(INFINITY);
-    return sleep_until(rill_now() + seconds);
+    if (seconds >= INFINITY) return sleep_until(INFINITY, false);
+    return sleep_until(rill_now() + seconds, false);
 }
