@@ -28,28 +28,53 @@ WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 ifneq ($(wildcard /usr/include/valgrind/valgrind.h),)
 VALGRIND_DEF = -DRILL_VALGRIND
 endif
+
+# The context switch (runtime/switch.h): ucontext (makecontext + swapcontext,
+# the default), fast (assembly: x86-64, aarch64) or portable (_setjmp/_longjmp).
+# Each backend and checker builds in a directory of its own: build/ is the
+# default, build/fast, build/portable-san, ...
+SWITCH ?= ucontext
+ARCH := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+SWITCH_SRC_ucontext = runtime/switch_ucontext.c runtime/switch_start.c
+SWITCH_SRC_portable = runtime/switch_portable.c runtime/switch_start.c
+ifeq ($(ARCH),x86_64)
+SWITCH_SRC_fast = runtime/switch_fast.c runtime/switch_x86_64.S
+else ifeq ($(ARCH),aarch64)
+SWITCH_SRC_fast = runtime/switch_fast.c runtime/switch_aarch64.S
+else ifeq ($(SWITCH),fast)
+$(warning SWITCH=fast has no assembly for $(ARCH): building the portable switch)
+SWITCH_SRC_fast = $(SWITCH_SRC_portable)
+endif
+ifeq ($(SWITCH_SRC_$(SWITCH)),)
+$(error SWITCH=$(SWITCH): choose ucontext, fast or portable)
+endif
+ifeq ($(SWITCH),ucontext)
+VARIANT =
+else
+VARIANT = $(SWITCH)
+endif
+
 ifeq ($(SANITIZER),thread)
 SAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
-BUILD ?= build/tsan
+CHECKER = tsan
 # Criterion cannot start under ThreadSanitizer: tests/minicrit.h stands in.
 TEST_DEFS = -DRILL_MINICRIT
 else
 TEST_LIBS = -lcriterion
 ifneq ($(SANITIZER),)
 SAN_FLAGS = -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-BUILD ?= build/san
-else
-BUILD ?= build
+CHECKER = san
 endif
 endif
+BUILD ?= build$(if $(VARIANT)$(CHECKER),/)$(VARIANT)$(if $(and $(VARIANT),$(CHECKER)),-)$(CHECKER)
 
 FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
                -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) $(CFLAGS)
 FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS = -lev -pthread
 
-LIB_SRC = $(wildcard runtime/*.c)
-LIB_OBJ = $(LIB_SRC:runtime/%.c=$(BUILD)/obj/%.o)
+LIB_SRC = $(filter-out runtime/switch_%,$(wildcard runtime/*.c)) $(SWITCH_SRC_$(SWITCH))
+LIB_OBJ = $(addsuffix .o,$(basename $(LIB_SRC:runtime/%=$(BUILD)/obj/%)))
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
@@ -77,6 +102,10 @@ deps-test:
 $(BUILD)/obj/%.o: runtime/%.c $(wildcard runtime/*.h) include/rill.h
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.o: runtime/%.S
+	@mkdir -p $(@D)
+	$(call say,AS,$<)$(CC) $(FINAL_CFLAGS) -c $< -o $@
 
 $(BUILD)/librill.a: $(LIB_OBJ)
 	@rm -f $@
@@ -112,7 +141,8 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/librill.a
 # or valgrind log reports an error or a leak (Criterion alone would not).
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory -k test-plain test-package test-demos test-san test-tsan test-valgrind; \
+	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
+	  test-demos test-san test-san-fast test-tsan test-valgrind; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
@@ -123,6 +153,17 @@ test-san:
 	  $(addprefix build/san/tests/,$(notdir $(TEST_BIN))) build/san/tests/selfcheck
 	@scripts/selfcheck.sh asan build/san/tests/selfcheck
 	@scripts/run-tests.sh asan build/results $(addprefix build/san/tests/,$(notdir $(TEST_BIN)))
+
+# The other switch backends (SWITCH=fast, portable): the plain suite, and
+# ASan+UBSan for fast.  Results are labelled plain-fast, asan-fast, ...
+tests_in = $(addprefix $(1)/tests/,$(notdir $(TEST_BIN)))
+test-plain-%: FORCE
+	@$(MAKE) --no-print-directory SWITCH=$* $(call tests_in,build/$*)
+	@scripts/run-tests.sh plain-$* build/results $(call tests_in,build/$*)
+
+test-san-%: FORCE
+	@$(MAKE) --no-print-directory SWITCH=$* SANITIZER=address,undefined $(call tests_in,build/$*-san)
+	@scripts/run-tests.sh asan-$* build/results $(call tests_in,build/$*-san)
 
 # The tests that cross threads, under ThreadSanitizer (see tests/minicrit.h).
 TSAN_TESTS = test_thread
@@ -180,6 +221,7 @@ echo:
 	@echo "CFLAGS=$(FINAL_CFLAGS)"
 	@echo "LDFLAGS=$(FINAL_LDFLAGS) $(LIBS)"
 	@echo "BUILD=$(BUILD)"
+	@echo "SWITCH=$(SWITCH): $(SWITCH_SRC_$(SWITCH))"
 
 clean:
 	rm -rf build

@@ -94,7 +94,7 @@ static int resume(rill_gen *g, int resume_with) {
     rill__fiber *me = rt->current;
     /* Left over from a run that ended (rt_trim), or made bare: a body needs
      * the overflow handler's stack.  Without one, only reporting suffers. */
-    (void)rill__fiber_signals(rt);
+    (void)rill__stack_signals(rt);
     g->resume_with = resume_with;
     g->state = RILL__GEN_RUNNING;
     g->fiber.delegator = me;

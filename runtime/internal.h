@@ -104,9 +104,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <ucontext.h>
 
 #include "rill.h"
+#include "switch.h"
 
 /* ---- checks that never compile out ------------------------------------- */
 
@@ -198,7 +198,7 @@ static inline void rill__default_name(char *buf, size_t len, const char *prefix,
     buf[i] = 0;
 }
 
-/* ---- stacks (fiber.c) -------------------------------------------------- */
+/* ---- stacks (stack.c) -------------------------------------------------- */
 
 typedef struct rill__stack {
     char *lo, *hi;         /* usable range; the canary sits at lo */
@@ -242,7 +242,7 @@ typedef struct rill__fiber_ops {
 } rill__fiber_ops;
 
 typedef struct rill__fiber {
-    ucontext_t ctx;
+    rill__ctx ctx;             /* where it resumes (switch.h) */
     rill__stack *stack;        /* NULL for the host */
     const rill__fiber_ops *ops; /* NULL for the host */
     rill__list node;           /* on rt->runq while READY */
@@ -429,7 +429,7 @@ typedef struct rill__module {
 } rill__module;
 
 extern const rill__module rill__timer_module, rill__scope_module, rill__task_module,
-    rill__gen_module, rill__remote_module, rill__fd_module, rill__fiber_module;
+    rill__gen_module, rill__remote_module, rill__fd_module, rill__stack_module;
 
 /* ---- the runtime (runtime.c) ------------------------------------------------ */
 
@@ -476,7 +476,20 @@ void rill__sched_init(rill__rt *rt);
 /* The run is over (rt->keepalive must be 0): stop the rest. */
 void rill__sched_run_end(rill__rt *rt);
 
-/* ---- fibers and stacks (fiber.c) ---------------------------------------- */
+/* ---- stacks (stack.c) ------------------------------------------------------ */
+
+/* A stack of `size` bytes (0: the default; page-rounded): 0, -EINVAL (too
+ * large), -ENOMEM. */
+int rill__stack_get(size_t size, rill__stack **out);
+/* Back to the pool (nothing may run on it). */
+void rill__stack_put(rill__stack *st);
+/* Abort with the overflow report if f's stack shows it overflowed. */
+void rill__stack_check(const rill__fiber *f);
+/* Install this thread's overflow handler stack, if it has none: needed
+ * while fibers may run (a run, or a bare runtime's generators). */
+int rill__stack_signals(rill__rt *rt);
+
+/* ---- fibers (fiber.c) ------------------------------------------------------ */
 
 /* Create f's context on a new stack of `size` bytes; f->ops->entry(f) runs
  * first. */
@@ -486,9 +499,6 @@ void rill__fiber_release(rill__fiber *f);
 /* Switch from the running fiber `from` to `to`.  When from->state is DONE,
  * from's stack is handed to rt->dead and released by whoever runs next. */
 void rill__fiber_switch(rill__fiber *from, rill__fiber *to);
-/* Install this thread's overflow handler stack, if it has none: needed
- * while fibers may run (a run, or a bare runtime's generators). */
-int rill__fiber_signals(rill__rt *rt);
 /* Abort if f's body returned while a group on its stack has live children. */
 void rill__fiber_check_groups_waited(const rill__fiber *f);
 

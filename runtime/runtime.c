@@ -16,7 +16,7 @@ _Thread_local rill__rt *rill__self;
  * too: calls other threads sent (remote) before the generators left
  * suspended are closed (gen). */
 static const rill__module *const modules[] = {
-    &rill__fiber_module, &rill__timer_module, &rill__scope_module, &rill__fd_module,
+    &rill__stack_module, &rill__timer_module, &rill__scope_module, &rill__fd_module,
     &rill__task_module,  &rill__remote_module, &rill__gen_module,
 };
 #define NMODULES (sizeof modules / sizeof modules[0])
@@ -132,7 +132,7 @@ static rill__rt *run_begin(struct ev_loop *loop, bool own, bool attached, int *e
         *err = -ENOMEM;
         return NULL;
     }
-    if (rill__fiber_signals(rt) != 0) {
+    if (rill__stack_signals(rt) != 0) {
         rill__runtime_bare_release();
         *err = -ENOMEM;
         return NULL;

@@ -10,10 +10,13 @@
 # valgrind mode leaves them out.  Tests named *forked* start threads in a
 # child forked from a threaded process, which ThreadSanitizer does not
 # support: the tsan mode leaves them out.
+# A MODE may name a build variant after a dash (plain-fast, asan-portable):
+# its results are kept apart, and it runs the way its first word says.
 set -u
-mode=$1 res=$2
+label=$1 res=$2
+mode=${label%%-*}
 shift 2
-dir=$res/$mode
+dir=$res/$label
 rm -rf "$dir" && mkdir -p "$dir/logs"
 pass=0 fail=0 bad=0
 
@@ -39,7 +42,7 @@ run() { # binary -> runs it in this mode, output to $dir/NAME.out
 
 for bin in "$@"; do
     name=$(basename "$bin")
-    printf '%-10s %-28s ' "[$mode]" "$name"
+    printf '%-16s %-28s ' "[$label]" "$name"
     run "$bin" >"$dir/$name.out" 2>&1
     rc=$?
     line=$(grep -a 'Synthesis:' "$dir/$name.out" | tail -n 1)
@@ -72,5 +75,5 @@ for bin in "$@"; do
         echo "ok ($passing tests)"
     fi
 done
-echo "$pass $fail" >"$res/$mode.counts"
+echo "$pass $fail" >"$res/$label.counts"
 [ $bad -eq 0 ]
