@@ -69,7 +69,8 @@ endif
 BUILD ?= build$(if $(VARIANT)$(CHECKER),/)$(VARIANT)$(if $(and $(VARIANT),$(CHECKER)),-)$(CHECKER)
 
 FINAL_CFLAGS = -std=c11 -D_GNU_SOURCE -pthread $(OPTIMIZATION) -g $(WARN) $(SAN_FLAGS) -fstack-clash-protection \
-               -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) $(CFLAGS)
+               -fPIC -fvisibility=hidden -Iinclude $(VALGRIND_DEF) \
+               -DRILL__VERSION='"$(VERSION)"' -DRILL__SWITCH='"$(SWITCH)"' $(CFLAGS)
 FINAL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 LIBS = -lev -pthread
 

@@ -1,9 +1,10 @@
 /*
  * rill: asyncio's tasks, timeouts and cancellation (Trio's cancel scopes) for C.
  *
- * Fibers are stackful (one mmap'ed stack each, created with makecontext and
- * switched with swapcontext) and run on a libev reactor, one runtime per OS
- * thread.  Code inside a fiber calls blocking-looking primitives (rill_sleep,
+ * Fibers are stackful (one mmap'ed stack each) and run on a libev reactor,
+ * one runtime per OS thread.  How a fiber's context is switched is chosen
+ * when rill is built (see rill_build_info): makecontext and swapcontext by
+ * default (`make`), or a few instructions of assembly (`make SWITCH=fast`).  Code inside a fiber calls blocking-looking primitives (rill_sleep,
  * rill_wait_fd, rill_join, rill_group_wait, ...); each only suspends the
  * calling fiber while the others run.
  *
@@ -29,7 +30,8 @@
  * GNU C extensions: none are needed to use this header, except by the
  * two cleanup macros RILL_GEN_AUTO and RILL_SCOPE_AUTO (the `cleanup`
  * attribute of GCC and Clang) and rill_foreach (__COUNTER__).  Internally
- * the library uses C11 plus POSIX (ucontext, mmap, sigaltstack, dladdr) and
+ * the library uses C11 plus POSIX (ucontext, mmap, sigaltstack, dladdr), an
+ * assembly switch for x86-64 and aarch64 in the SWITCH=fast build, and
  * three GCC/Clang builtins: __builtin_dwarf_cfa (the caller's stack pointer,
  * to find scopes left in frames that have returned), __builtin_return_address
  * (where a scope was entered, for that report) and always_inline.
@@ -173,6 +175,41 @@ typedef struct rill_queue rill_queue;
  * and -EDEADLK.  Returns a static string; never NULL.  Does not block;
  * thread-safe. */
 RILL_API const char *rill_strerror(int err);
+
+/* ===========================================================================
+ * The build
+ *
+ * rill is built with one of three context switches (make SWITCH=...):
+ *   ucontext  the default: makecontext + swapcontext.  Each fiber keeps a
+ *             signal mask of its own (pthread_sigmask in one fiber does not
+ *             change another's), and every switch is a system call.
+ *   fast      assembly for x86-64 and aarch64 (the portable switch on other
+ *             architectures): saves the callee-saved registers, the stack
+ *             pointer and the floating-point control state (x87 control word
+ *             and MXCSR; FPCR).  No system call, ~20x faster a switch.
+ *   portable  _setjmp/_longjmp, for architectures the fast switch does not
+ *             know; a new fiber's first run costs two system calls.
+ * The one difference a program can see: with fast and portable, the signal
+ * mask belongs to the thread, as it does without fibers: a fiber that
+ * blocks a signal blocks it for every fiber of its thread until it unblocks
+ * it.  The floating-point control state (rounding mode, exception masks)
+ * belongs to each fiber with every backend; a new fiber starts with its
+ * creator's (fast) or its thread's at its first fiber (ucontext, portable).
+ * ======================================================================== */
+
+typedef struct rill_build {
+    const char *version;        /* "0.1.0" */
+    const char *switch_backend; /* "ucontext", "fast" or "portable" */
+    const char *switch_method;  /* "swapcontext", "x86-64 assembly",
+                                   "aarch64 assembly" or "_setjmp/_longjmp" */
+    bool fiber_sigmask;         /* each fiber has a signal mask of its own */
+    const char *checker;        /* "none", "address" (AddressSanitizer) or
+                                   "thread" (ThreadSanitizer) */
+} rill_build;
+
+/* How this copy of rill was built.  Never NULL (static storage); does not
+ * block; thread-safe. */
+RILL_API const rill_build *rill_build_info(void);
 
 /* ===========================================================================
  * Runtime

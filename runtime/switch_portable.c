@@ -1,9 +1,12 @@
 /* The portable backend (switch.h): _setjmp/_longjmp between running
  * contexts, which saves no signal mask; a new context is entered once
- * through setcontext (its only system call).  _FORTIFY_SOURCE's longjmp
+ * through setcontext (its only system calls: reading the thread's mask,
+ * which setcontext then installs unchanged).  _FORTIFY_SOURCE's longjmp
  * check rejects a jump to another stack, so it is off in this file. */
 #undef _FORTIFY_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "switch.h"
@@ -24,6 +27,12 @@ void rill__ctx_switch(rill__ctx *from, rill__ctx *to) {
     from->p = here;
     if (_setjmp(here) != 0) return;
     uintptr_t t = (uintptr_t)to->p;
-    if (t & FRESH) setcontext((ucontext_t *)(t & ~FRESH));
+    if (t & FRESH) {
+        /* setcontext installs the context's signal mask: make it the
+         * thread's, which this backend leaves alone. */
+        ucontext_t *uc = (ucontext_t *)(t & ~FRESH);
+        pthread_sigmask(SIG_BLOCK, NULL, &uc->uc_sigmask);
+        setcontext(uc);
+    }
     _longjmp(*(jmp_buf *)to->p, 1);
 }
