@@ -24,6 +24,11 @@ void rill__ctx_switch(rill__ctx *from, rill__ctx *to) {
     from->p = here;
     if (_setjmp(here) != 0) return;
     uintptr_t t = (uintptr_t)to->p;
-    if (t & FRESH) setcontext((ucontext_t *)(t & ~FRESH));
+    if (t & FRESH) {
+        /* The thread's floating-point control state, not the one at make. */
+        ucontext_t *uc = (ucontext_t *)(t & ~FRESH);
+        rill__ctx_fp_here(uc);
+        setcontext(uc);
+    }
     _longjmp(*(jmp_buf *)to->p, 1);
 }
