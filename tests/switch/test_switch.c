@@ -14,12 +14,15 @@
  *   - the floating-point control state is each context's own and a new
  *     context starts with its maker's (fast, ucontext), or the thread's,
  *     shared by all (portable), as switch.h says;
- *   - the stack pointer at entry is aligned as the ABI requires. */
+ *   - the stack pointer at entry is aligned as the ABI requires;
+ *   - unwinding from any instruction of the switch finds its caller. */
 #include <fenv.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "switch.h"
 
@@ -38,6 +41,23 @@ static void fail(const char *fmt, ...) {
     fflush(stdout);
     va_end(ap);
     errors++;
+}
+
+/* A crash fails the check it happened in, by name. */
+static void on_crash(int sig) {
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "FAIL %s: crashed with signal %d\n", running, sig);
+    if (write(1, msg, (size_t)n) < 0) _exit(2);
+    _exit(1);
+}
+
+static void catch_crashes(void) {
+    static char alt[64 * 1024];
+    stack_t ss = {.ss_sp = alt, .ss_size = sizeof alt};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa = {.sa_handler = on_crash, .sa_flags = SA_ONSTACK | SA_RESETHAND};
+    int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 static void run(const char *name, void (*check)(void)) {
@@ -463,10 +483,110 @@ static void check_stack_alignment(void) {
     }
 }
 
+/* ---- unwinding ------------------------------------------------------------------------- */
+
+/* A debugger, a profiler or a crash report stopped anywhere in the switch
+ * must find the caller: the one that called it, or after the stack swap the
+ * one it returns to.  On x86-64 the trap flag stops the switch at every
+ * instruction; the SIGTRAP handler unwinds (libgcc, from the unwind tables)
+ * from there.  aarch64 has no single-step in user mode: not checked there. */
+#if defined(__x86_64__)
+#include <unwind.h>
+
+static rill__ctx unwind_ctx;
+static volatile int unwind_phase; /* 1: stepping; 2: done */
+static int unwind_stops, unwind_bad;
+static void *unwind_bad_pc, *unwind_bad_caller;
+static volatile int unwind_resumes;
+/* Each must stay one function of its own name: no inlining, no clones. */
+#ifdef __clang__
+#define MARKER __attribute__((noinline))
+#else
+#define MARKER __attribute__((noinline, noclone))
+#endif
+
+MARKER static void host_side(void) {
+    unwind_phase = 1;
+    __asm__ volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" : : : "memory", "cc");
+    rill__ctx_switch(&host, &unwind_ctx);
+    unwind_resumes++; /* no tail call: this frame stays under the switch */
+}
+
+MARKER static void fiber_side(void) {
+    rill__ctx_switch(&unwind_ctx, &host);
+    unwind_resumes++;
+}
+
+static void unwind_entry(void *arg) {
+    (void)arg;
+    for (;;) fiber_side();
+}
+
+typedef struct trace {
+    void *fn[12];
+    int n;
+} trace;
+
+static _Unwind_Reason_Code collect(struct _Unwind_Context *ctx, void *arg) {
+    trace *t = arg;
+    int exact = 0;
+    uintptr_t ip = _Unwind_GetIPInfo(ctx, &exact);
+    if (!exact && ip) ip--; /* a return address: the call is before it */
+    t->fn[t->n++] = _Unwind_FindEnclosingFunction((void *)ip);
+    return t->n < 12 ? _URC_NO_REASON : _URC_END_OF_STACK;
+}
+
+static void on_trap(int sig, siginfo_t *si, void *uc_) {
+    (void)sig, (void)si;
+    ucontext_t *uc = uc_;
+    void *pc = (void *)uc->uc_mcontext.gregs[REG_RIP];
+    void *fn = _Unwind_FindEnclosingFunction(pc);
+    if (unwind_phase != 1) return;
+    if (fn == (void *)fiber_side) { /* the switch is over */
+        uc->uc_mcontext.gregs[REG_EFL] &= ~0x100;
+        unwind_phase = 2;
+        return;
+    }
+    if (fn != (void *)rill__ctx_switch) return; /* before it, or inside libc */
+    unwind_stops++;
+    trace t = {.n = 0};
+    _Unwind_Backtrace(collect, &t);
+    void *caller = NULL;
+    for (int i = 0; i + 1 < t.n; i++)
+        if (t.fn[i] == (void *)rill__ctx_switch) {
+            caller = t.fn[i + 1];
+            break;
+        }
+    if (caller != (void *)host_side && caller != (void *)fiber_side && !unwind_bad++) {
+        unwind_bad_pc = pc;
+        unwind_bad_caller = caller;
+    }
+}
+
+static void check_unwinding_inside_the_switch(void) {
+    struct sigaction sa = {.sa_sigaction = on_trap, .sa_flags = SA_SIGINFO}, old;
+    sigaction(SIGTRAP, &sa, &old);
+    new_fiber(&unwind_ctx, unwind_entry, NULL, 0, NULL, NULL);
+    rill__ctx_switch(&host, &unwind_ctx); /* now waiting in fiber_side */
+    unwind_phase = 0;
+    unwind_stops = unwind_bad = 0;
+    host_side();
+    sigaction(SIGTRAP, &old, NULL);
+    if (unwind_phase != 2) fail("stepping never reached the fiber's side");
+    if (unwind_stops < 5) fail("stopped only %d times in rill__ctx_switch", unwind_stops);
+    if (unwind_bad)
+        fail("at %d of %d instructions of rill__ctx_switch the caller found was not "
+             "host_side or fiber_side; first at pc %p (rill__ctx_switch+%ld): %p",
+             unwind_bad, unwind_stops, unwind_bad_pc,
+             (long)((char *)unwind_bad_pc - (char *)(void *)rill__ctx_switch), unwind_bad_caller);
+}
+#endif
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 int main(void) {
     printf("switch backend %s (%s)\n", rill__ctx_backend, rill__ctx_method);
+    catch_crashes();
     run("ping_pong_between_the_thread_and_three_fibers_keeps_order", check_ping_pong);
     run("entry_receives_its_arg_on_its_own_stack", check_entry_gets_its_arg);
     run("callee_saved_registers_survive_a_switch", check_callee_saved_registers);
@@ -476,6 +596,13 @@ int main(void) {
         run("fp_control_state_is_each_contexts_own", check_fp_control_state);
     }
     run("stack_is_aligned_at_entry_as_the_abi_requires", check_stack_alignment);
+#if defined(__x86_64__)
+    run("an_unwinder_stopped_at_any_instruction_of_the_switch_finds_the_caller",
+        check_unwinding_inside_the_switch);
+#else
+    printf("SKIP an_unwinder_stopped_at_any_instruction_of_the_switch_finds_the_caller "
+           "(needs x86-64's trap flag)\n");
+#endif
     printf("switch %s: %d passed, %d failed\n", rill__ctx_backend, passed, failed);
     return failed ? 1 : 0;
 }
