@@ -1,9 +1,12 @@
 /* The portable backend (switch.h): _setjmp/_longjmp between running
  * contexts, which saves no signal mask; a new context is entered once
- * through setcontext (its only system call).  _FORTIFY_SOURCE's longjmp
- * check rejects a jump to another stack, so it is off in this file. */
+ * through setcontext, which sets the signal mask and the floating-point
+ * control state it holds: the thread's are put there first (its only
+ * system calls).  _FORTIFY_SOURCE's longjmp check rejects a jump to another
+ * stack, so it is off in this file. */
 #undef _FORTIFY_SOURCE
 #include <setjmp.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "switch.h"
@@ -25,8 +28,9 @@ void rill__ctx_switch(rill__ctx *from, rill__ctx *to) {
     if (_setjmp(here) != 0) return;
     uintptr_t t = (uintptr_t)to->p;
     if (t & FRESH) {
-        /* The thread's floating-point control state, not the one at make. */
+        /* The thread's, not those it had at its first context or at make. */
         ucontext_t *uc = (ucontext_t *)(t & ~FRESH);
+        pthread_sigmask(SIG_BLOCK, NULL, &uc->uc_sigmask);
         rill__ctx_fp_here(uc);
         setcontext(uc);
     }

@@ -15,8 +15,10 @@
  *     context starts with its maker's (fast, ucontext), or the thread's,
  *     shared by all (portable), as switch.h says;
  *   - the stack pointer at entry is aligned as the ABI requires;
+ *   - the signal mask is each context's own (ucontext) or the thread's;
  *   - unwinding from any instruction of the switch finds its caller. */
 #include <fenv.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -426,6 +428,52 @@ static void check_fp_control_state_shared(void) {
     fp_set(fp_default);
 }
 
+/* ---- signal mask ----------------------------------------------------------------------- */
+
+/* switch.h: the ucontext switch keeps a mask per context; the others leave
+ * the thread's alone, a new context's first entry too. */
+static rill__ctx mask_ctx;
+static int mask_blocked(int sig) {
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, NULL, &now);
+    return sigismember(&now, sig);
+}
+
+static void mask_entry(void *arg) {
+    (void)arg;
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR1);
+    if (rill__ctx_own_sigmask) {
+        /* Its own, from the thread's at its first context. */
+        if (mask_blocked(SIGUSR2)) fail("fiber's first entry: SIGUSR2 blocked, as on the thread's stack");
+    } else if (!mask_blocked(SIGUSR2)) {
+        fail("fiber's first entry: SIGUSR2, blocked by the thread, unblocked");
+    }
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    for (;;) {
+        rill__ctx_switch(&mask_ctx, &host);
+        if (!mask_blocked(SIGUSR1)) fail("fiber resumed: SIGUSR1, blocked here, unblocked");
+    }
+}
+
+static void check_signal_mask(void) {
+    sigset_t saved, s;
+    pthread_sigmask(SIG_BLOCK, NULL, &saved);
+    new_fiber(&mask_ctx, mask_entry, NULL, 1, NULL, NULL); /* not the first made */
+    sigemptyset(&s);
+    sigaddset(&s, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+    for (int i = 0; i < 2; i++) {
+        rill__ctx_switch(&host, &mask_ctx);
+        if (!mask_blocked(SIGUSR2)) fail("thread's stack resumed: SIGUSR2 unblocked");
+        if (mask_blocked(SIGUSR1) != !rill__ctx_own_sigmask)
+            fail("thread's stack resumed: SIGUSR1, blocked by the fiber, is %sblocked here",
+                 mask_blocked(SIGUSR1) ? "" : "not ");
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
 /* ---- stack alignment ------------------------------------------------------------------ */
 
 /* probe_entry records the stack pointer it is entered with, then jumps (the
@@ -596,6 +644,9 @@ int main(void) {
         run("fp_control_state_is_each_contexts_own", check_fp_control_state);
     }
     run("stack_is_aligned_at_entry_as_the_abi_requires", check_stack_alignment);
+    run(rill__ctx_own_sigmask ? "signal_mask_is_each_contexts_own"
+                              : "signal_mask_is_the_threads_shared_by_every_context",
+        check_signal_mask);
 #if defined(__x86_64__)
     run("an_unwinder_stopped_at_any_instruction_of_the_switch_finds_the_caller",
         check_unwinding_inside_the_switch);
