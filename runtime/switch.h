@@ -4,14 +4,16 @@
  * calls it; nothing else in the runtime knows which backend it runs on.
  *
  *   ucontext  makecontext + swapcontext (switch_ucontext.c).  Each fiber
- *             keeps its own signal mask; every switch is a system call.
+ *             keeps its own signal mask (a new one starts with the mask its
+ *             thread had at its first fiber); every switch is a system call.
  *   fast      switch_x86_64.S / switch_aarch64.S: saves the callee-saved
  *             registers, the stack pointer and the floating-point control
  *             state (x87 control word and MXCSR; FPCR) on the stack it
  *             leaves.  One signal mask for the thread.  Other architectures
  *             get the portable backend instead (the Makefile says so).
  *   portable  _setjmp/_longjmp (switch_portable.c); a new fiber is entered
- *             once through a ucontext.  One signal mask for the thread.
+ *             once through a ucontext, given the thread's signal mask and
+ *             floating-point control state.  One signal mask for the thread.
  *
  * Every backend preserves the callee-saved registers across a switch.  The
  * floating-point control state (x86-64: MXCSR's control bits and the x87
@@ -23,6 +25,8 @@
  *   portable  one for the thread, shared by every context: _longjmp restores
  *             none, and entering a new context leaves it as it is.
  * Exception flags (MXCSR's low bits, FPSR) are nobody's promise.
+ * tests/switch/test_switch.c checks these promises, backend by backend
+ * (make test-switch; make test-aarch64 under qemu-aarch64).
  *
  * Standalone: includes nothing of rill, so that the switch test can build
  * a backend on its own, for another architecture too. */
