@@ -143,7 +143,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/librill.a
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
-	  test-demos test-san test-san-fast test-tsan test-valgrind; \
+	  test-demos test-san test-san-fast test-tsan test-valgrind test-switch test-aarch64; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
@@ -184,6 +184,36 @@ test-package: lib
 
 test-demos: $(DEMO_BIN)
 	@scripts/run-demos.sh build/results $(DEMO_BIN)
+
+# The context switch alone (tests/switch): one binary per backend, built from
+# switch.h and that backend's files only; test-aarch64 cross-builds them for
+# aarch64 (static) and runs them under qemu-aarch64.
+.PHONY: test-switch test-aarch64
+SWITCH_BACKENDS = ucontext portable fast
+SWITCH_TEST_CFLAGS = -std=c11 -D_GNU_SOURCE -O2 -g $(WARN) -Iruntime
+SWITCH_TEST_DEPS = tests/switch/test_switch.c $(wildcard runtime/switch*)
+AARCH64_CC = aarch64-linux-gnu-gcc
+DEPS_AARCH64 = gcc-aarch64-linux-gnu:$(AARCH64_CC) \
+               libc6-dev-arm64-cross:/usr/aarch64-linux-gnu/lib/libc.a qemu-user:qemu-aarch64
+
+build/switch/test_switch-%: $(SWITCH_TEST_DEPS)
+	@mkdir -p $(@D)
+	$(call say,CC,$@)$(CC) $(SWITCH_TEST_CFLAGS) $< $(or $(SWITCH_SRC_$*),$(SWITCH_SRC_portable)) -o $@ -lm
+
+build/switch/aarch64/test_switch-%: $(SWITCH_TEST_DEPS)
+	@mkdir -p $(@D)
+	$(call say,CC,$@)$(AARCH64_CC) -static $(SWITCH_TEST_CFLAGS) $< \
+	  $(if $(filter fast,$*),runtime/switch_fast.c runtime/switch_aarch64.S,$(SWITCH_SRC_$*)) -o $@ -lm
+
+test-switch: $(addprefix build/switch/test_switch-,$(SWITCH_BACKENDS))
+	@scripts/run-switch-tests.sh switch build/results $^
+
+test-aarch64:
+	@if scripts/deps.sh $(DEPS_AARCH64); then \
+	  $(MAKE) --no-print-directory $(addprefix build/switch/aarch64/test_switch-,$(SWITCH_BACKENDS)) && \
+	  RUNNER=qemu-aarch64 scripts/run-switch-tests.sh switch-aarch64 build/results \
+	    $(addprefix build/switch/aarch64/test_switch-,$(SWITCH_BACKENDS)); \
+	else echo "rill: test-aarch64 skipped"; fi
 
 # A deliberately faulty test program: the harness must catch it.
 $(BUILD)/tests/selfcheck: tests/selfcheck.c

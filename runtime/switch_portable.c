@@ -1,8 +1,9 @@
 /* The portable backend (switch.h): _setjmp/_longjmp between running
  * contexts, which saves no signal mask; a new context is entered once
- * through setcontext (its only system calls: reading the thread's mask,
- * which setcontext then installs unchanged).  _FORTIFY_SOURCE's longjmp
- * check rejects a jump to another stack, so it is off in this file. */
+ * through setcontext, which sets the signal mask and the floating-point
+ * control state it holds: the thread's are put there first (its only
+ * system calls).  _FORTIFY_SOURCE's longjmp check rejects a jump to another
+ * stack, so it is off in this file. */
 #undef _FORTIFY_SOURCE
 #include <pthread.h>
 #include <setjmp.h>
@@ -28,10 +29,10 @@ void rill__ctx_switch(rill__ctx *from, rill__ctx *to) {
     if (_setjmp(here) != 0) return;
     uintptr_t t = (uintptr_t)to->p;
     if (t & FRESH) {
-        /* setcontext installs the context's signal mask: make it the
-         * thread's, which this backend leaves alone. */
+        /* The thread's, not those it had at its first context or at make. */
         ucontext_t *uc = (ucontext_t *)(t & ~FRESH);
         pthread_sigmask(SIG_BLOCK, NULL, &uc->uc_sigmask);
+        rill__ctx_fp_here(uc);
         setcontext(uc);
     }
     _longjmp(*(jmp_buf *)to->p, 1);

@@ -8,7 +8,8 @@
 
 /* What a new context starts from: taken with getcontext once per thread, so
  * that making a fiber is no system call.  A new fiber starts with the signal
- * mask and floating-point environment its thread had at its first fiber. */
+ * mask its thread had at its first fiber, and with the floating-point control
+ * state of the context that made it (rill__ctx_fp_here). */
 static _Thread_local ucontext_t start_template;
 static _Thread_local bool have_template;
 
@@ -25,6 +26,30 @@ static void begin(unsigned hi, unsigned lo) {
     s->entry(s->arg);
 }
 
+void rill__ctx_fp_here(ucontext_t *uc) {
+#if defined(__x86_64__) && defined(__GLIBC__)
+    /* glibc's getcontext stores the x87 environment (fnstenv: the control
+     * word first) at fpregs and MXCSR in its fxsave slot; setcontext loads
+     * both from there. */
+    unsigned mxcsr;
+    unsigned short cw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(cw));
+    uc->uc_mcontext.fpregs->cwd = cw;
+    uc->uc_mcontext.fpregs->mxcsr = mxcsr;
+#elif defined(__aarch64__) && defined(__GLIBC__)
+    /* glibc's getcontext writes the kernel's fpsimd_context record first in
+     * __reserved, and setcontext loads FPCR from it. */
+    struct {
+        uint32_t magic, size, fpsr, fpcr;
+    } *fp = (void *)uc->uc_mcontext.__reserved;
+    uint64_t fpcr;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+    if (fp->magic == 0x46508001u) fp->fpcr = (uint32_t)fpcr; /* FPSIMD_MAGIC */
+#else
+    (void)uc; /* elsewhere: the thread's state at its first fiber */
+#endif
+}
+
 ucontext_t *rill__ctx_start(char *lo, char *hi, void (*entry)(void *), void *arg) {
     if (!have_template) {
         getcontext(&start_template);
@@ -38,6 +63,7 @@ ucontext_t *rill__ctx_start(char *lo, char *hi, void (*entry)(void *), void *arg
     s->uc.uc_stack.ss_sp = lo;
     s->uc.uc_stack.ss_size = (size_t)((char *)s - lo);
     s->uc.uc_link = NULL;
+    rill__ctx_fp_here(&s->uc);
     s->entry = entry;
     s->arg = arg;
     uintptr_t a = (uintptr_t)s;

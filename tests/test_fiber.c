@@ -7,7 +7,10 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 
+#include <fenv.h>
+
 #include "helpers.h"
+#include "../runtime/switch.h" /* rill__ctx_backend: what it promises of FP state */
 
 /* Each call eats about 1 KiB of stack and cannot be turned into a loop. */
 static int recurse(int depth) {
@@ -306,4 +309,137 @@ Test(fiber, out_of_address_space_is_enomem_without_blaming_the_map_count,
     int status = run_child(spawns_until_out_of_memory, NULL, NULL, err, sizeof err);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %#x: %s", status, err);
     cr_expect(!strstr(err, "max_map_count"), "blamed the map count: %s", err);
+}
+
+/* ---- floating-point control state ----------------------------------------
+ * switch.h: with the fast and ucontext switches each fiber has its own
+ * (rounding mode, flush-to-zero, ...), restored when it resumes, and a new
+ * fiber starts with its spawner's; with the portable switch there is one
+ * for the thread, which every fiber shares. */
+
+/* Flush-to-zero: MXCSR.FTZ; FPCR.FZ.  valgrind keeps only the rounding mode
+ * of MXCSR, so it is not looked at there. */
+static bool ftz_checked(void) {
+#if defined(__x86_64__) || defined(__aarch64__)
+    return !under_valgrind();
+#else
+    return false;
+#endif
+}
+
+static bool ftz_get(void) {
+    unsigned long v = 0;
+#if defined(__x86_64__)
+    unsigned mxcsr;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    v = mxcsr & 0x8000u;
+#elif defined(__aarch64__)
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    v &= 1ul << 24;
+#endif
+    return v != 0;
+}
+
+static void ftz_set(bool on) {
+#if defined(__x86_64__)
+    unsigned mxcsr;
+    __asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
+    mxcsr = on ? mxcsr | 0x8000u : mxcsr & ~0x8000u;
+    __asm__ volatile("ldmxcsr %0" : : "m"(mxcsr));
+#elif defined(__aarch64__)
+    unsigned long v;
+    __asm__ volatile("mrs %0, fpcr" : "=r"(v));
+    v = on ? v | 1ul << 24 : v & ~(1ul << 24);
+    __asm__ volatile("msr fpcr, %0" : : "r"(v));
+#else
+    (void)on;
+#endif
+}
+
+static bool fp_shared(void) { return strcmp(rill__ctx_backend, "portable") == 0; }
+
+static struct {
+    int step;          /* how far the setter is */
+    int setter_round, setter_ftz;   /* what the setter saw on resuming */
+    int other_round, other_ftz;     /* what a fiber spawned before saw */
+    int child_round, child_ftz;     /* what a fiber the setter spawned saw */
+    int main_round, main_ftz;       /* what rill_run's main saw */
+} fpst;
+
+static int wait_step(int n) {
+    while (fpst.step < n) {
+        int rc = rill_yield_now();
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int fp_child(void *arg) {
+    (void)arg;
+    fpst.child_round = fegetround();
+    fpst.child_ftz = ftz_get();
+    return 0;
+}
+
+static int fp_setter(void *arg) {
+    (void)arg;
+    fesetround(FE_UPWARD);
+    ftz_set(true);
+    rill_task *child = rill_spawn(fp_child, NULL);
+    fpst.step = 1;
+    int rc = wait_step(2); /* the others have looked, and set their own */
+    fpst.setter_round = fegetround();
+    fpst.setter_ftz = ftz_get();
+    fesetround(FE_TONEAREST); /* shared by all with the portable switch */
+    ftz_set(false);
+    return rc ? rc : rill_join(child);
+}
+
+static int fp_other(void *arg) {
+    (void)arg;
+    int rc = wait_step(1);
+    fpst.other_round = fegetround();
+    fpst.other_ftz = ftz_get();
+    if (!fp_shared()) fesetround(FE_DOWNWARD); /* not the setter's business */
+    fpst.step = 2;
+    return rc;
+}
+
+static int fp_main(void *arg) {
+    (void)arg;
+    rill_task *setter = rill_spawn(fp_setter, NULL), *other = rill_spawn(fp_other, NULL);
+    int rc = wait_step(1);
+    fpst.main_round = fegetround();
+    fpst.main_ftz = ftz_get();
+    int a = rill_join(setter), b = rill_join(other);
+    return rc ? rc : a ? a : b;
+}
+
+Test(fiber, a_rounding_mode_set_in_a_fiber_stays_in_it_and_its_spawns_as_the_switch_says,
+     .timeout = TEST_TIMEOUT) {
+    cr_assert_eq(fegetround(), FE_TONEAREST);
+    expect_eq(rill_run(fp_main, NULL), 0);
+    bool shared = fp_shared(), ftz = ftz_checked();
+    cr_log_info("switch %s: fiber's own FP state: %s", rill__ctx_backend, shared ? "no" : "yes");
+    /* Still set when the setter resumed, after the others ran. */
+    expect_eq(fpst.setter_round, FE_UPWARD);
+    if (ftz) expect_eq(fpst.setter_ftz, 1);
+    if (shared) {
+        /* One state for the thread: everybody saw the setter's. */
+        expect_eq(fpst.other_round, FE_UPWARD);
+        expect_eq(fpst.main_round, FE_UPWARD);
+        expect_eq(fpst.child_round, FE_UPWARD);
+        if (ftz) expect_eq(fpst.other_ftz + fpst.main_ftz + fpst.child_ftz, 3);
+    } else {
+        expect_eq(fpst.other_round, FE_TONEAREST);
+        expect_eq(fpst.main_round, FE_TONEAREST);
+        expect_eq(fpst.child_round, FE_UPWARD); /* spawned after it was set */
+        if (ftz) {
+            expect_eq(fpst.other_ftz + fpst.main_ftz, 0);
+            expect_eq(fpst.child_ftz, 1);
+        }
+    }
+    /* The thread outside rill_run: untouched. */
+    expect_eq(fegetround(), FE_TONEAREST);
+    if (ftz) expect_eq(ftz_get(), 0);
 }
