@@ -189,12 +189,13 @@ RILL_API const char *rill_strerror(int err);
  *             and MXCSR; FPCR).  No system call, ~20x faster a switch.
  *   portable  _setjmp/_longjmp, for architectures the fast switch does not
  *             know; a new fiber's first run costs two system calls.
- * The one difference a program can see: with fast and portable, the signal
- * mask belongs to the thread, as it does without fibers: a fiber that
- * blocks a signal blocks it for every fiber of its thread until it unblocks
- * it.  The floating-point control state (rounding mode, exception masks)
- * belongs to each fiber with every backend; a new fiber starts with its
- * creator's (fast) or its thread's at its first fiber (ucontext, portable).
+ * What a program can see: with fast and portable, the signal mask belongs
+ * to the thread, as it does without fibers: a fiber that blocks a signal
+ * blocks it for every fiber of its thread until it unblocks it.  The
+ * floating-point control state (rounding mode, flush-to-zero, exception
+ * masks) belongs to each fiber with fast and ucontext (a new fiber starts
+ * with its creator's, as a new thread does), and to the thread with
+ * portable.
  * ======================================================================== */
 
 typedef struct rill_build {
@@ -203,6 +204,8 @@ typedef struct rill_build {
     const char *switch_method;  /* "swapcontext", "x86-64 assembly",
                                    "aarch64 assembly" or "_setjmp/_longjmp" */
     bool fiber_sigmask;         /* each fiber has a signal mask of its own */
+    bool fiber_fp_control;      /* each fiber has its own floating-point
+                                   control state (rounding mode, ...) */
     const char *checker;        /* "none", "address" (AddressSanitizer) or
                                    "thread" (ThreadSanitizer) */
 } rill_build;

@@ -17,6 +17,7 @@ static void info_fill(void) {
     info.switch_backend = rill__ctx_backend;
     info.switch_method = rill__ctx_method;
     info.fiber_sigmask = rill__ctx_own_sigmask;
+    info.fiber_fp_control = rill__ctx_own_fp_control;
 #if defined(RILL_ASAN)
     info.checker = "address";
 #elif defined(RILL_TSAN)

@@ -64,6 +64,8 @@ extern const char rill__ctx_backend[];
 extern const char rill__ctx_method[];
 /* Whether each context keeps a signal mask of its own (ucontext only). */
 extern const int rill__ctx_own_sigmask;
+/* Whether each context keeps its floating-point control state (not portable). */
+extern const int rill__ctx_own_fp_control;
 
 /* A new context for the ucontext and portable backends (switch_start.c):
  * a ucontext at the top of [lo, hi) that calls entry(arg). */

@@ -11,6 +11,7 @@
 
 const char rill__ctx_backend[] = "fast";
 const int rill__ctx_own_sigmask = 0;
+const int rill__ctx_own_fp_control = 1;
 
 void rill__ctx_begin(void); /* the assembly file's */
 

@@ -15,6 +15,7 @@
 const char rill__ctx_backend[] = "portable";
 const char rill__ctx_method[] = "_setjmp/_longjmp";
 const int rill__ctx_own_sigmask = 0;
+const int rill__ctx_own_fp_control = 0;
 
 /* A context never entered is its start ucontext with the low bit set. */
 #define FRESH ((uintptr_t)1)

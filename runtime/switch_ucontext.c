@@ -8,6 +8,7 @@
 const char rill__ctx_backend[] = "ucontext";
 const char rill__ctx_method[] = "swapcontext";
 const int rill__ctx_own_sigmask = 1;
+const int rill__ctx_own_fp_control = 1;
 
 void rill__ctx_make(rill__ctx *c, char *lo, char *hi, void (*entry)(void *), void *arg) {
     c->p = rill__ctx_start(lo, hi, entry, arg);

@@ -19,6 +19,7 @@ Test(build, info_names_the_backend_this_copy_was_built_with, .timeout = TEST_TIM
 #endif
     cr_expect_str_eq(b->switch_method, method);
     cr_expect_eq(b->fiber_sigmask, strcmp(b->switch_backend, "ucontext") == 0);
+    cr_expect_eq(b->fiber_fp_control, strcmp(b->switch_backend, "portable") != 0);
 #if defined(__SANITIZE_ADDRESS__)
     cr_expect_str_eq(b->checker, "address");
 #else
