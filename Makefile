@@ -1,15 +1,19 @@
 # rill: one plain Makefile.
 #
 #   make                      librill.a, librill.so and rill.pc in build/
-#   make test                 the whole suite: plain, packaging, demos, ASan+UBSan,
-#                             ThreadSanitizer (thread tests), valgrind
+#   make test                 the whole suite: plain (each switch backend), packaging,
+#                             demos, ASan+UBSan (ucontext, fast), ThreadSanitizer
+#                             (thread tests), valgrind, the standalone switch test
+#                             (native, and aarch64 under qemu-aarch64)
+#   make SWITCH=fast          the assembly context switch (build/fast); also
+#                             SWITCH=portable (build/portable); ucontext is the default
 #   make demo                 run every demo with short delays
 #   make bench                micro-benchmarks (ratios against plain C)
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
 #
-# Knobs: CC, OPTIMIZATION, PREFIX, SANITIZER, WERROR, CFLAGS, LDFLAGS;
+# Knobs: CC, OPTIMIZATION, PREFIX, SANITIZER, SWITCH, WERROR, CFLAGS, LDFLAGS;
 # V=1 prints every command.
 
 CC ?= cc
