@@ -147,7 +147,7 @@ $(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/librill.a
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
-	  test-demos test-san test-san-fast test-tsan test-valgrind test-switch test-aarch64; \
+	  test-demos test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
