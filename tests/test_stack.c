@@ -162,7 +162,7 @@ Test(stack, overflow_past_the_guard_page_is_caught_without_guard_install,
 static char *stack_start; /* the body's first local: near the stack's top */
 
 /* About 1 KiB a call; descends until `used` bytes below stack_start. */
-static long descend(size_t used) {
+__attribute__((noinline)) static long descend(size_t used) {
     volatile char frame[1000];
     frame[0] = 1;
     if ((size_t)(stack_start - (char *)frame) >= used) return frame[0];
