@@ -5,6 +5,7 @@
  *   - N tasks (100 000) spawned in a group, each sleeping 100 ms, joined:
  *     wall time, overhead per fiber ((wall - 100 ms) / N) and resident
  *     memory per sleeping fiber (peak VmHWM minus VmRSS before, / N);
+ *     (CPU time per fiber too: a busy machine stretches the wall time);
  *   - the baseline: one mapping with a stack-sized slot per item, one fresh
  *     page touched at the top of each slot and a small struct malloc'ed per
  *     item (what a fiber cannot avoid: its stack's top page and its struct);
@@ -19,6 +20,7 @@
  *   fibers --quick   10 000 sleepers and 100 000 fibers
  */
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -38,7 +40,25 @@ typedef struct result {
     double ns_per;  /* overhead per item */
     double kib_per; /* resident KiB per item */
     double wall_s;
+    int maps;       /* /proc/self/maps lines with every item alive */
+    double cpu_ns_per; /* CPU time (user + system) per item: less hurt by a
+                          busy machine than the wall time */
 } result;
+
+static double cpu_ns(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ((double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)) * 1e3;
+}
+
+static int count_maps(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    int n = 0, c;
+    while (f && (c = getc(f)) != EOF) n += c == '\n';
+    if (f) fclose(f);
+    return n;
+}
 
 /* A field of /proc/self/status ("VmRSS:", "VmHWM:"), in KiB. */
 static long status_kib(const char *field) {
@@ -55,6 +75,7 @@ static long status_kib(const char *field) {
 /* ---- rill: N sleepers --------------------------------------------------------- */
 
 static long started;
+static int maps_alive;
 
 static int sleeper(void *arg) {
     (void)arg;
@@ -70,25 +91,31 @@ static int sleepers_main(void *arg) {
         int rc = rill_group_spawn(&g, sleeper, NULL);
         if (rc != 0) die("rill_group_spawn", rc);
     }
+    maps_alive = count_maps(); /* every stack is taken at spawn */
     return rill_group_wait(&g);
 }
 
 static result run_fibers(long n) {
     long before = status_kib("VmRSS:");
+    double c0 = cpu_ns();
     uint64_t t0 = now_ns();
     int rc = rill_run(sleepers_main, &n);
     uint64_t ns = now_ns() - t0;
+    double cpu = cpu_ns() - c0;
     if (rc != 0) die("rill_run", rc);
     if (started != n) die("sleepers", -EIO);
     return (result){.ns_per = ((double)ns - SLEEP_S * 1e9) / (double)n,
                     .kib_per = (double)(status_kib("VmHWM:") - before) / (double)n,
-                    .wall_s = (double)ns / 1e9};
+                    .wall_s = (double)ns / 1e9,
+                    .maps = maps_alive,
+                    .cpu_ns_per = cpu / (double)n};
 }
 
 /* ---- the baseline: a mapping, a fresh page and a small struct per item ---- */
 
 static result run_baseline(long n) {
     long before = status_kib("VmRSS:");
+    double c0 = cpu_ns();
     uint64_t t0 = now_ns();
     size_t len = (size_t)n * SLOT;
     char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -102,7 +129,9 @@ static result run_baseline(long n) {
         memset(items[i], 0, STRUCT_BYTES);
     }
     uint64_t ns = now_ns() - t0;
+    double cpu = cpu_ns() - c0;
     result r = {.ns_per = (double)ns / (double)n,
+                .cpu_ns_per = cpu / (double)n,
                 .kib_per = (double)(status_kib("VmHWM:") - before) / (double)n,
                 .wall_s = (double)ns / 1e9};
     for (long i = 0; i < n; i++) free(items[i]);
@@ -160,14 +189,16 @@ int main(int argc, char **argv) {
     qsort(f, ROUNDS, sizeof f[0], cmp_result);
     qsort(b, ROUNDS, sizeof b[0], cmp_result);
     result fm = f[ROUNDS / 2], bm = b[ROUNDS / 2];
-    printf("%ld sleepers (%.0f ms):    wall %.3f s, overhead %.2f us/fiber, %.2f KiB/fiber\n", n,
-           SLEEP_S * 1e3, fm.wall_s, fm.ns_per / 1e3, fm.kib_per);
-    printf("baseline (page + %u B):     %.2f us/item, %.2f KiB/item\n", STRUCT_BYTES,
-           bm.ns_per / 1e3, bm.kib_per);
-    printf("ratio rill/baseline:         time %.2fx, memory %.2fx\n", fm.ns_per / bm.ns_per,
-           fm.kib_per / bm.kib_per);
+    printf("%ld sleepers (%.0f ms): wall %.3f s, overhead %.2f us/fiber (CPU %.2f us), "
+           "%.2f KiB/fiber, %d mappings\n", n, SLEEP_S * 1e3, fm.wall_s, fm.ns_per / 1e3,
+           fm.cpu_ns_per / 1e3, fm.kib_per, fm.maps);
+    printf("baseline (page + %u B):  %.2f us/item (CPU %.2f us), %.2f KiB/item\n", STRUCT_BYTES,
+           bm.ns_per / 1e3, bm.cpu_ns_per / 1e3, bm.kib_per);
+    printf("ratio rill/baseline:      time %.2fx (CPU %.2fx), memory %.2fx\n",
+           fm.ns_per / bm.ns_per, fm.cpu_ns_per / bm.cpu_ns_per, fm.kib_per / bm.kib_per);
     result r = in_child(run_fibers, big);
-    printf("%ld fibers at once:        wall %.3f s, overhead %.2f us/fiber, %.2f KiB/fiber\n", big,
-           r.wall_s, r.ns_per / 1e3, r.kib_per);
+    printf("%ld fibers at once:     wall %.3f s, overhead %.2f us/fiber (CPU %.2f us), "
+           "%.2f KiB/fiber, %d mappings\n", big, r.wall_s, r.ns_per / 1e3, r.cpu_ns_per / 1e3,
+           r.kib_per, r.maps);
     return 0;
 }
