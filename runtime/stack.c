@@ -48,10 +48,11 @@
 /* Free default-size stacks kept per thread: a burst of live fibers beyond it
  * takes the stash's mutex once per stack. */
 #define POOL_MAX 2048u
-/* A size's first slab holds FIRST_SLAB stacks, each next one twice as many,
- * up to SLAB_MAX stacks or SLAB_BYTES: few mappings for a million fibers,
- * little address space for a few. */
-#define FIRST_SLAB 16u
+/* A size's first slab holds one stack, each next one twice as many, up to
+ * SLAB_MAX stacks or SLAB_BYTES: few mappings for a million fibers, and a
+ * small program reserves no more address space than it uses (a program
+ * near RLIMIT_AS finds no room for a fiber it did not make room for). */
+#define FIRST_SLAB 1u
 #define SLAB_MAX 1024u
 #define SLAB_BYTES ((size_t)64 << 20)
 /* Guard pages installed per system call (process_madvise). */
