@@ -61,14 +61,14 @@
 typedef struct rill__slab slab;
 typedef struct slab_class slab_class;
 
-/* One mapping of n stack slots: [guard page][stack] each, or [stack] each
- * for a slab without guard pages.  Its header is malloc'ed: the mapping's
- * pages are touched only by the stacks carved from it. */
+/* One mapping: this header's page, then n stack slots: [guard page][stack]
+ * each, or [stack] each for a slab without guard pages.  The header lives
+ * in the mapping so that a new slab is one mapping and no allocation. */
 struct rill__slab {
     rill__list node;    /* on its class's avail or full list */
     slab_class *cls;
-    char *base;
-    size_t len;
+    char *base;         /* the first slot */
+    size_t len;         /* of the whole mapping */
     unsigned n, carved; /* slots, slots carved so far (in order) */
     unsigned out;       /* carved stacks not on its free list */
     rill__stack *free;  /* carved stacks given back */
@@ -306,22 +306,21 @@ static slab_class *class_for(size_t size, bool guarded) {
 /* A new slab for c, as large as c's turn says, or smaller if the address
  * space is short (RLIMIT_AS). */
 static slab *slab_new(slab_class *c) {
-    slab *sl = rill__malloc(sizeof *sl);
-    if (!sl) return NULL;
     size_t slot = slot_of(c);
     for (unsigned n = c->next_n; n > 0; n /= 2) {
-        char *map = map_stacks(n * slot);
+        size_t len = cfg.page + n * slot;
+        char *map = map_stacks(len);
         if (map == MAP_FAILED) continue;
-        if (c->guarded && !install_guards(map, slot, n)) {
-            munmap(map, n * slot);
-            break;
+        if (c->guarded && !install_guards(map + cfg.page, slot, n)) {
+            munmap(map, len);
+            return NULL;
         }
-        *sl = (slab){.cls = c, .base = map, .len = n * slot, .n = n};
+        slab *sl = (slab *)(void *)map;
+        *sl = (slab){.cls = c, .base = map + cfg.page, .len = len, .n = n};
         rill__list_push_front(&c->avail, &sl->node);
         if (n == c->next_n && n < SLAB_MAX && (size_t)n * 2 * slot <= SLAB_BYTES) c->next_n *= 2;
         return sl;
     }
-    free(sl);
     return NULL;
 }
 
@@ -334,8 +333,7 @@ static void slab_unmap(slab *sl) {
     }
     if (sl->cls->spare == sl) sl->cls->spare = NULL;
     rill__list_remove(&sl->node);
-    munmap(sl->base, sl->len);
-    free(sl);
+    munmap(sl, sl->len);
 }
 
 static rill__stack *slab_take(slab *sl) {
