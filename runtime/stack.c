@@ -294,8 +294,7 @@ static slab_class *class_for(size_t size, bool guarded) {
     if (!c) return NULL;
     c->size = size;
     c->guarded = guarded;
-    size_t most = SLAB_BYTES / slot_of(c);
-    c->next_n = most < 1 ? 1 : most < FIRST_SLAB ? (unsigned)most : FIRST_SLAB;
+    c->next_n = FIRST_SLAB;
     rill__list_init(&c->avail);
     rill__list_init(&c->full);
     c->next = stash.classes;
