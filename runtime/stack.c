@@ -232,8 +232,14 @@ static rill__stack *carve(char *lo, size_t size, char *guard, slab *sl, size_t m
 
 static void *map_stacks(size_t len) {
     if (rill__alloc_stack_fails()) return MAP_FAILED;
-    return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                -1, 0);
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#ifdef RILL_ASAN
+    /* The address may have held a stack unmapped with dead fibers' frames
+     * still poisoned; the slab header and descriptors are written first. */
+    if (map != MAP_FAILED) ASAN_UNPOISON_MEMORY_REGION(map, len);
+#endif
+    return map;
 }
 
 /* A stack with a mapping of its own, its guard page mprotect'ed: the
