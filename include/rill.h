@@ -84,7 +84,17 @@ typedef struct rill_opts {
     size_t stack_size; /* bytes, rounded up to whole pages, at least 16 KiB,
                           at most 1 GiB; default RILL_STACK_SIZE from the
                           environment (bytes, or with a k or m suffix), else
-                          64 KiB (256 KiB in AddressSanitizer builds) */
+                          64 KiB (256 KiB in AddressSanitizer builds).  Only
+                          touched pages cost memory: a sleeping fiber, about
+                          one.  A guard page below each stack makes an
+                          overflow abort the process with one line naming
+                          the fiber; a frame larger than the guard page is
+                          caught only in code built with
+                          -fstack-clash-protection.  Without guard pages
+                          (RILL_GUARD_PAGES=0 in the environment, or a
+                          kernel without MADV_GUARD_INSTALL near its mapping
+                          limit), a canary at the stack's low end, checked
+                          at each switch, stands in (README, "Stacks") */
 } rill_opts;
 
 /* ---------------------------------------------------------------------------

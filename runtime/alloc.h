@@ -22,6 +22,11 @@ void rill__alloc_stack_fail_from(long n);
 long rill__alloc_stack_calls(void);
 long rill__alloc_stack_failures(void);
 
+/* Stacks as on a kernel without MADV_GUARD_INSTALL (mappings of their own,
+ * then unguarded slabs): for the tests of those fallbacks.  Call before the
+ * process's first fiber. */
+void rill__stack_without_guard_install(void);
+
 /* Runtimes alive in the process (runtime.c): a thread's runtime must be
  * gone once the thread has exited, whatever it left behind. */
 long rill__runtime_count(void);

@@ -201,14 +201,16 @@ static inline void rill__default_name(char *buf, size_t len, const char *prefix,
 /* ---- stacks (stack.c) -------------------------------------------------- */
 
 typedef struct rill__stack {
-    char *lo, *hi;         /* usable range; the canary sits at lo */
-    char *map;             /* mapping start (guard page included), NULL for
-                              a slab stack */
+    char *lo, *hi;         /* usable range */
+    char *guard;           /* its guard page (just below lo), NULL when it has
+                              none: then a canary sits at lo */
+    struct rill__slab *slab; /* carved from it, or NULL: a mapping of its own
+                              (from guard, map_len bytes) */
     size_t map_len;
     size_t size;           /* usable bytes, as asked for (page-rounded) */
+    struct rill__stack *next_free; /* in a pool's, the stash's or its slab's
+                              free list */
     unsigned vg_id;        /* valgrind stack registration */
-    struct rill__stack *next_free; /* in the pool's free list */
-    bool guarded;
 } rill__stack;
 
 /* ---- fibers -------------------------------------------------------------- */

@@ -1,55 +1,100 @@
 /*
  * Fiber stacks, and the report of an overflow.
  *
- * A stack is an mmap'ed region with a PROT_NONE guard page below it and a
- * canary word at its lowest usable address.  The guard page turns an
- * overflow into SIGSEGV, which a handler on an alternate signal stack
- * reports by name; the canary, checked at every switch-out, catches what the
- * guard cannot (frames that jump over it, or stacks without one).
+ * Stacks are carved from slabs: one mapping (MAP_NORESERVE: only touched
+ * pages cost memory) holds many stacks, each with a guard page just below
+ * it, installed with madvise(MADV_GUARD_INSTALL) (Linux 6.13).  Such guard
+ * pages do not split the mapping: a million stacks cost about a thousand
+ * kernel mappings, where a mapping and an mprotect'ed page per stack would
+ * cost two million (Linux allows about 65530 per process).  A fault in a
+ * guard page is an overflow, reported by name by a handler on an alternate
+ * signal stack.  A guarded stack has no canary: rill never touches its
+ * lowest page, so a sleeping fiber costs the top page its frames use.
  *
- * Each guarded stack costs two kernel mappings, and Linux allows about 65530
- * per process.  When mmap or mprotect fails, we fall back to unguarded stacks
- * carved from slabs (one mapping for many stacks) and say so once.
+ * Where the kernel refuses MADV_GUARD_INSTALL (probed once per process),
+ * each stack is a mapping of its own with an mprotect'ed guard page while
+ * the mapping budget lasts; beyond it (and with RILL_GUARD_PAGES=0), stacks
+ * are carved from slabs without guard pages, with a canary word at their
+ * lowest address checked at every switch-out, and the first such stack says
+ * so on stderr.
  *
  * Released stacks of the default size are kept in a per-thread pool, so that
  * spawning is a pop from a list.  When a thread's runtime ends, its pool
  * goes to a process-wide stash that later runtimes, on any thread, refill
- * from: mapping and unmapping a stack costs tens of microseconds, and a
- * program that runs many runtimes (one after another, or one per thread)
- * would otherwise pay it for every fiber of every run.
+ * from.  What overflows both goes back to its slab, and a slab whose stacks
+ * are all back is unmapped (but one per size, against thrashing; the end of
+ * a run unmaps that one too).  Slabs are process-wide, under the stash's
+ * mutex: a stack released on one thread may have been carved on another.
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "internal.h"
 #include "sanitize.h"
 
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; older headers lack it */
+#endif
+
 #define CANARY 0x72696c6c5eedf00dULL
 #define MIN_STACK (16u * 1024u)
-/* Free default-size stacks kept per thread.  A burst of live fibers beyond
- * it pays an mmap, an mprotect and page faults (~13 us) per extra stack, so
- * keep it well above common bursts; each costs two of the mappings budgeted
- * in cfg.guard_budget and only the pages it touched. */
+/* Free default-size stacks kept per thread: a burst of live fibers beyond it
+ * takes the stash's mutex once per stack. */
 #define POOL_MAX 2048u
-#define SLAB_STACKS 64u     /* stacks per fallback slab */
+/* A size's first slab holds one stack, each next one twice as many, up to
+ * SLAB_MAX stacks or SLAB_BYTES: few mappings for a million fibers, and a
+ * small program reserves no more address space than it uses (a program
+ * near RLIMIT_AS finds no room for a fiber it did not make room for). */
+#define FIRST_SLAB 1u
+#define SLAB_MAX 1024u
+#define SLAB_BYTES ((size_t)64 << 20)
+/* Guard pages installed per system call (process_madvise). */
+#define GUARD_BATCH 128u
 
-typedef struct slab {
-    struct slab *next;
-    size_t len;
-} slab;
+typedef struct rill__slab slab;
+typedef struct slab_class slab_class;
 
-/* Default-size guarded stacks kept for the whole process (see the top).
- * Taken REFILL at a time, so the mutex is rare. */
+/* One mapping: this header's page, then n stack slots: [guard page][stack]
+ * each, or [stack] each for a slab without guard pages.  The header lives
+ * in the mapping so that a new slab is one mapping and no allocation. */
+struct rill__slab {
+    rill__list node;    /* on its class's avail or full list */
+    slab_class *cls;
+    char *base;         /* the first slot */
+    size_t len;         /* of the whole mapping */
+    unsigned n, carved; /* slots, slots carved so far (in order) */
+    unsigned out;       /* carved stacks not on its free list */
+    rill__stack *free;  /* carved stacks given back */
+};
+
+/* Slabs of one stack size, with guard pages or without.  Stacks differ in
+ * size only through rill_opts, so the list of classes stays short. */
+struct slab_class {
+    slab_class *next;
+    size_t size;
+    bool guarded;
+    unsigned next_n;    /* stacks in its next slab */
+    rill__list avail;   /* slabs with a stack to give */
+    rill__list full;
+    slab *spare;        /* an empty slab kept, or NULL */
+};
+
+/* Default-size stacks kept for the whole process (see the top), taken
+ * REFILL at a time, so the mutex is rare; and the slabs. */
 #define STASH_MAX 4096u
 #define REFILL 64u
 static struct {
     pthread_mutex_t mu;
     rill__stack *free;
     size_t n;
+    slab_class *classes;
 } stash = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void stash_fork_prepare(void) { pthread_mutex_lock(&stash.mu); }
@@ -58,10 +103,8 @@ static void stash_fork_child(void) { pthread_mutex_init(&stash.mu, NULL); }
 
 /* One pool per thread: a runtime belongs to one thread. */
 static _Thread_local struct {
-    rill__stack *free;      /* default-size stacks ready for reuse */
+    rill__stack *free;  /* default-size stacks ready for reuse */
     size_t nfree;
-    struct slab_class *classes; /* unguarded slab stacks ready for reuse */
-    slab *slabs;
 } pool;
 
 /* Sizes beyond this are refused: they would overflow the page and slab
@@ -73,10 +116,17 @@ static struct {
     size_t page;          /* the page size */
     size_t stack;         /* default stack size: RILL_STACK_SIZE or built-in */
     size_t max_maps;      /* vm.max_map_count */
-    size_t guard_budget;  /* guarded stacks alive at once, at most */
+    size_t guard_budget;  /* stacks with mappings of their own alive at once */
     bool guards;          /* RILL_GUARD_PAGES=0 turns guard pages off */
+    bool guard_install;   /* the kernel takes MADV_GUARD_INSTALL */
 } cfg;
 static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
+/* Cleared once pidfd_open or process_madvise is refused (an older kernel,
+ * a seccomp filter, valgrind): one madvise per guard page from then on. */
+static atomic_bool batch_works = true;
+static bool no_guard_install; /* the test hook's */
+
+void rill__stack_without_guard_install(void) { no_guard_install = true; }
 
 static size_t round_pages(size_t n) { return (n + cfg.page - 1) / cfg.page * cfg.page; }
 
@@ -95,7 +145,8 @@ static size_t env_size(const char *name, size_t dflt) {
 }
 
 /* Leave room, below vm.max_map_count, for the program's other mappings and
- * for the slabs we fall back to: each guarded stack costs two mappings. */
+ * for the slabs we fall back to: a stack with a mapping of its own costs two
+ * mappings. */
 static size_t read_guard_budget(void) {
     size_t max = cfg.max_maps = 65530;
     FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
@@ -105,6 +156,17 @@ static size_t read_guard_budget(void) {
         fclose(f);
     }
     return max > 16384 ? (max - 8192) / 2 : max / 4;
+}
+
+/* Does the kernel install guard pages by madvise?  Older ones say EINVAL. */
+static bool probe_guard_install(void) {
+    if (no_guard_install) return false;
+    char *m = mmap(NULL, 2 * cfg.page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) return false;
+    bool ok = madvise(m, cfg.page, MADV_GUARD_INSTALL) == 0;
+    munmap(m, 2 * cfg.page);
+    return ok;
 }
 
 static void cfg_read(void) {
@@ -119,18 +181,17 @@ static void cfg_read(void) {
     cfg.guard_budget = read_guard_budget();
     const char *g = getenv("RILL_GUARD_PAGES");
     cfg.guards = !(g && strcmp(g, "0") == 0);
+    cfg.guard_install = cfg.guards && probe_guard_install();
+#ifdef RILL_VALGRIND
+    if (RUNNING_ON_VALGRIND) atomic_store(&batch_works, false); /* it lacks pidfd_open */
+#endif
     pthread_atfork(stash_fork_prepare, stash_fork_parent, stash_fork_child);
 }
 
 static void cfg_load(void) { pthread_once(&cfg_once, cfg_read); }
 
-static size_t default_stack(void) {
-    cfg_load();
-    return cfg.stack;
-}
-
-/* Guarded stacks alive in the process: mappings are counted per process, so
- * the counter is shared by threads. */
+/* Stacks with mappings of their own alive in the process: mappings are
+ * counted per process, so the counter is shared by threads. */
 static atomic_size_t guarded_live;
 static atomic_bool guards_warned;
 
@@ -154,81 +215,199 @@ static bool near_map_limit(void) {
     return lines + 64 >= cfg.max_maps;
 }
 
-/* The descriptor lives at the top of the stack's own memory. */
-static rill__stack *carve(char *base, size_t len, char *map, size_t map_len) {
-    rill__stack *st = (rill__stack *)(void *)(base + len - sizeof(rill__stack));
-    st->lo = base;
+/* The descriptor lives at the top of the stack's own memory, on the page
+ * the new context's start state touches anyway. */
+static rill__stack *carve(char *lo, size_t size, char *guard, slab *sl, size_t map_len) {
+    rill__stack *st = (rill__stack *)(void *)(lo + size - sizeof(rill__stack));
+    st->lo = lo;
     st->hi = (char *)((uintptr_t)st & ~(uintptr_t)15);
-    st->map = map;
+    st->guard = guard;
+    st->slab = sl;
     st->map_len = map_len;
-    st->size = len;
-    st->guarded = map != NULL;
+    st->size = size;
     st->next_free = NULL;
     st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->hi);
     return st;
 }
 
+static void *map_stacks(size_t len) {
+    if (rill__alloc_stack_fails()) return MAP_FAILED;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+#ifdef RILL_ASAN
+    /* The address may have held a stack unmapped with dead fibers' frames
+     * still poisoned; the slab header and descriptors are written first. */
+    if (map != MAP_FAILED) ASAN_UNPOISON_MEMORY_REGION(map, len);
+#endif
+    return map;
+}
+
+/* A stack with a mapping of its own, its guard page mprotect'ed: the
+ * fallback where the kernel cannot install guard pages by madvise. */
 static rill__stack *map_guarded(size_t size) {
     size_t len = size + cfg.page;
-    char *map = rill__alloc_stack_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *map = map_stacks(len);
     if (map == MAP_FAILED) return NULL;
     if (mprotect(map, cfg.page, PROT_NONE) != 0) {
         munmap(map, len);
         return NULL;
     }
-    return carve(map + cfg.page, size, map, len);
-}
-
-/* Free slab stacks of one size.  Stacks differ in size only through
- * rill_opts, so the list of classes stays short. */
-typedef struct slab_class {
-    struct slab_class *next;
-    size_t size;
-    rill__stack *free;
-} slab_class;
-
-static slab_class *class_for(size_t size) {
-    for (slab_class *c = pool.classes; c; c = c->next)
-        if (c->size == size) return c;
-    slab_class *c = rill__calloc(1, sizeof *c);
-    if (!c) return NULL;
-    c->size = size;
-    c->next = pool.classes;
-    pool.classes = c;
-    return c;
-}
-
-static rill__stack *from_slab(size_t size) {
-    slab_class *c = class_for(size);
-    if (!c) return NULL;
-    if (c->free) {
-        rill__stack *st = c->free;
-        c->free = st->next_free;
-        return st;
-    }
-    size_t len = cfg.page + SLAB_STACKS * size;
-    char *map = rill__alloc_stack_fails() ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (map == MAP_FAILED) return NULL;
-    slab *sl = (slab *)(void *)map;
-    sl->len = len;
-    sl->next = pool.slabs;
-    pool.slabs = sl;
-    /* Keep all but the first slot on the free list. */
-    for (unsigned i = SLAB_STACKS - 1; i > 0; i--) {
-        rill__stack *st = carve(map + cfg.page + i * size, size, NULL, 0);
-        st->next_free = c->free;
-        c->free = st;
-    }
-    return carve(map + cfg.page, size, NULL, 0);
+    return carve(map + cfg.page, size, map, NULL, len);
 }
 
 static void unmap_stack(rill__stack *st) {
     VALGRIND_STACK_DEREGISTER(st->vg_id);
-    munmap(st->map, st->map_len);
+    munmap(st->guard, st->map_len);
     atomic_fetch_sub(&guarded_live, 1);
 }
+
+/* ---- slabs (under stash.mu) ------------------------------------------------ */
+
+static size_t slot_of(const slab_class *c) { return c->size + (c->guarded ? cfg.page : 0); }
+
+/* The guard page of each of the n slots at map, `slot` bytes apart.  All at
+ * once, when the slab is made, GUARD_BATCH per process_madvise call (kernels
+ * with guard pages take any advice from a process for itself; where it is
+ * refused, one madvise each): measured on 100 000 spawns, 3.1 us of CPU
+ * each so, 3.8 us with one madvise per stack when it is first carved. */
+static bool install_guards(char *map, size_t slot, unsigned n) {
+    unsigned done = 0;
+#if defined(SYS_pidfd_open) && defined(SYS_process_madvise)
+    int pidfd = atomic_load(&batch_works) ? (int)syscall(SYS_pidfd_open, getpid(), 0) : -1;
+    if (pidfd >= 0) {
+        struct iovec iov[GUARD_BATCH];
+        while (done < n) {
+            unsigned k = 0;
+            for (; k < GUARD_BATCH && done + k < n; k++)
+                iov[k] = (struct iovec){.iov_base = map + (done + k) * slot, .iov_len = cfg.page};
+            long r = syscall(SYS_process_madvise, pidfd, iov, (size_t)k, MADV_GUARD_INSTALL, 0u);
+            if (r <= 0) break;
+            done += (unsigned)((size_t)r / cfg.page);
+        }
+        close(pidfd);
+    }
+    if (done < n) atomic_store(&batch_works, false);
+#endif
+    for (; done < n; done++)
+        if (madvise(map + done * slot, cfg.page, MADV_GUARD_INSTALL) != 0) return false;
+    return true;
+}
+
+static slab_class *class_for(size_t size, bool guarded) {
+    for (slab_class *c = stash.classes; c; c = c->next)
+        if (c->size == size && c->guarded == guarded) return c;
+    slab_class *c = rill__calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->size = size;
+    c->guarded = guarded;
+    c->next_n = FIRST_SLAB;
+    rill__list_init(&c->avail);
+    rill__list_init(&c->full);
+    c->next = stash.classes;
+    stash.classes = c;
+    return c;
+}
+
+/* A new slab for c, as large as c's turn says, or smaller if the address
+ * space is short (RLIMIT_AS). */
+static slab *slab_new(slab_class *c) {
+    size_t slot = slot_of(c);
+    for (unsigned n = c->next_n; n > 0; n /= 2) {
+        size_t len = cfg.page + n * slot;
+        char *map = map_stacks(len);
+        if (map == MAP_FAILED) continue;
+        if (c->guarded && !install_guards(map + cfg.page, slot, n)) {
+            munmap(map, len);
+            return NULL;
+        }
+        slab *sl = (slab *)(void *)map;
+        *sl = (slab){.cls = c, .base = map + cfg.page, .len = len, .n = n};
+        rill__list_push_front(&c->avail, &sl->node);
+        if (n == c->next_n && n < SLAB_MAX && (size_t)n * 2 * slot <= SLAB_BYTES) c->next_n *= 2;
+        return sl;
+    }
+    return NULL;
+}
+
+static void slab_unmap(slab *sl) {
+    size_t slot = slot_of(sl->cls);
+    for (unsigned i = 0; i < sl->carved; i++) {
+        const rill__stack *st = (const rill__stack *)(const void *)(sl->base + (i + 1) * slot -
+                                                                      sizeof(rill__stack));
+        VALGRIND_STACK_DEREGISTER(st->vg_id);
+    }
+    if (sl->cls->spare == sl) sl->cls->spare = NULL;
+    rill__list_remove(&sl->node);
+    munmap(sl, sl->len);
+}
+
+static rill__stack *slab_take(slab *sl) {
+    slab_class *c = sl->cls;
+    rill__stack *st = sl->free;
+    if (st) {
+        sl->free = st->next_free;
+    } else {
+        size_t slot = slot_of(c);
+        char *lo = sl->base + sl->carved * slot + (c->guarded ? cfg.page : 0);
+        st = carve(lo, c->size, c->guarded ? lo - cfg.page : NULL, sl, 0);
+        sl->carved++;
+    }
+    sl->out++;
+    if (c->spare == sl) c->spare = NULL;
+    if (!sl->free && sl->carved == sl->n) {
+        rill__list_remove(&sl->node);
+        rill__list_push(&c->full, &sl->node);
+    }
+    return st;
+}
+
+static void slab_give(rill__stack *st) {
+    slab *sl = st->slab;
+    slab_class *c = sl->cls;
+    if (!sl->free && sl->carved == sl->n) {
+        rill__list_remove(&sl->node);
+        rill__list_push_front(&c->avail, &sl->node);
+    }
+    st->next_free = sl->free;
+    sl->free = st;
+    if (--sl->out > 0) return;
+    if (!c->spare) c->spare = sl;
+    else slab_unmap(sl);
+}
+
+/* A stack of `size` bytes from its slabs; NULL if none can be mapped. */
+static rill__stack *from_slabs(size_t size, bool guarded) {
+    pthread_mutex_lock(&stash.mu);
+    slab_class *c = class_for(size, guarded);
+    slab *sl = NULL;
+    if (c && !rill__list_empty(&c->avail)) sl = rill__container_of(c->avail.next, slab, node);
+    if (c && !sl) sl = slab_new(c);
+    rill__stack *st = sl ? slab_take(sl) : NULL;
+    pthread_mutex_unlock(&stash.mu);
+    return st;
+}
+
+/* Unmap every empty slab, and forget sizes left without any. */
+static void slabs_trim(void) {
+    pthread_mutex_lock(&stash.mu);
+    for (slab_class **pc = &stash.classes; *pc;) {
+        slab_class *c = *pc;
+        for (rill__list *n = c->avail.next, *next; n != &c->avail; n = next) {
+            next = n->next;
+            slab *sl = rill__container_of(n, slab, node);
+            if (sl->out == 0) slab_unmap(sl);
+        }
+        if (rill__list_empty(&c->avail) && rill__list_empty(&c->full)) {
+            *pc = c->next;
+            free(c);
+        } else {
+            pc = &c->next;
+        }
+    }
+    pthread_mutex_unlock(&stash.mu);
+}
+
+/* ---- pool and stash ----------------------------------------------------------- */
 
 /* Move up to REFILL stacks from the stash to this thread's pool. */
 static void refill(void) {
@@ -244,7 +423,8 @@ static void refill(void) {
     pthread_mutex_unlock(&stash.mu);
 }
 
-/* Keep st for the process, or unmap it when the stash is full. */
+/* Keep st for the process; when the stash is full, give it back to its
+ * slab, or unmap it. */
 static void stash_put(rill__stack *st) {
     pthread_mutex_lock(&stash.mu);
     bool kept = stash.n < STASH_MAX;
@@ -252,6 +432,9 @@ static void stash_put(rill__stack *st) {
         st->next_free = stash.free;
         stash.free = st;
         stash.n++;
+    } else if (st->slab) {
+        slab_give(st);
+        kept = true;
     }
     pthread_mutex_unlock(&stash.mu);
     if (!kept) unmap_stack(st);
@@ -259,18 +442,21 @@ static void stash_put(rill__stack *st) {
 
 static rill__stack *stack_get(size_t size) {
     rill__stack *st = NULL;
-    bool dflt = size == default_stack();
+    bool dflt = size == cfg.stack;
     if (dflt && !pool.free) refill();
     if (dflt && pool.free) {
         st = pool.free;
         pool.free = st->next_free;
         pool.nfree--;
-    } else if (cfg.guards) {
+    } else if (cfg.guard_install) {
+        st = from_slabs(size, true);
+    }
+    if (!st && cfg.guards) {
         if (atomic_load(&guarded_live) >= cfg.guard_budget) guards_ran_out();
         else if ((st = map_guarded(size))) atomic_fetch_add(&guarded_live, 1);
         else if (near_map_limit()) guards_ran_out();
     }
-    if (!st) st = from_slab(size);
+    if (!st) st = from_slabs(size, false);
     if (!st) {
         errno = ENOMEM;
         return NULL;
@@ -279,29 +465,28 @@ static rill__stack *stack_get(size_t size) {
     /* A dead fiber's frames may have left poisoned redzones behind. */
     ASAN_UNPOISON_MEMORY_REGION(st->lo, (size_t)(st->hi - st->lo));
 #endif
-    *(uint64_t *)(void *)st->lo = CANARY;
+    if (!st->guard) *(uint64_t *)(void *)st->lo = CANARY;
     return st;
 }
 
 void rill__stack_put(rill__stack *st) {
-    if (!st->guarded) {
-        slab_class *c = class_for(st->size);
-        RILL_ASSERT(c != NULL, "a slab stack's size class vanished");
-        st->next_free = c->free;
-        c->free = st;
-        return;
-    }
-    if (st->size != default_stack()) {
-        unmap_stack(st);
-    } else if (pool.nfree < POOL_MAX) {
+    if (st->size == cfg.stack && pool.nfree < POOL_MAX) {
         st->next_free = pool.free;
         pool.free = st;
         pool.nfree++;
-    } else {
+    } else if (st->size == cfg.stack) {
         stash_put(st);
+    } else if (st->slab) {
+        pthread_mutex_lock(&stash.mu);
+        slab_give(st);
+        pthread_mutex_unlock(&stash.mu);
+    } else {
+        unmap_stack(st);
     }
 }
 
+/* The end of a run, or of the thread's runtime: the pool goes to the stash,
+ * empty slabs go. */
 static void stacks_trim(void) {
     while (pool.free) {
         rill__stack *st = pool.free;
@@ -309,24 +494,7 @@ static void stacks_trim(void) {
         stash_put(st);
     }
     pool.nfree = 0;
-}
-
-static void stacks_free(void) {
-    stacks_trim();
-    /* Slab stacks are all free by now; drop their registrations, then the
-     * slabs themselves. */
-    while (pool.classes) {
-        slab_class *c = pool.classes;
-        pool.classes = c->next;
-        for (rill__stack *st = c->free; st; st = st->next_free)
-            VALGRIND_STACK_DEREGISTER(st->vg_id);
-        free(c);
-    }
-    while (pool.slabs) {
-        slab *sl = pool.slabs;
-        pool.slabs = sl->next;
-        munmap(sl, sl->len);
-    }
+    slabs_trim();
 }
 
 /* ---- overflow reporting -------------------------------------------------- */
@@ -377,7 +545,7 @@ static bool is_overflow(const rill__fiber *f, const siginfo_t *si, const void *u
     const rill__stack *st = f->stack;
     const char *sp = fault_sp(uctx), *a = si->si_addr;
     if (sp && sp < st->lo && sp + MAX_STACK > st->lo) return true;
-    return st->guarded && a >= st->map && a < st->lo;
+    return st->guard && a >= st->guard && a < st->lo;
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uctx) {
@@ -441,8 +609,10 @@ int rill__stack_get(size_t size, rill__stack **out) {
     return *out ? 0 : -ENOMEM;
 }
 
+/* Guarded stacks have no canary: their lowest page stays untouched. */
 void rill__stack_check(const rill__fiber *f) {
-    if (f->stack && *(const uint64_t *)(const void *)f->stack->lo != CANARY) overflowed(f);
+    const rill__stack *st = f->stack;
+    if (st && !st->guard && *(const uint64_t *)(const void *)st->lo != CANARY) overflowed(f);
 }
 
 /* ---- the module -------------------------------------------------------------------- */
@@ -453,7 +623,7 @@ static void stacks_run_end(rill__rt *rt) {
 }
 
 static void stacks_term(rill__rt *rt) {
-    stacks_free();
+    stacks_trim();
     signals_end(rt);
 }
 
