@@ -292,10 +292,17 @@ typedef struct rill__waiter {
     bool uncancellable;        /* only a deadlock may interrupt it */
 } rill__waiter;
 
-/* ---- timers (timer.c): a binary heap, FIFO among equal deadlines ---------- */
+/* ---- timers (timer.c): a 4-ary heap, FIFO among equal deadlines ----------- */
+
+/* A timer and its key, kept together in the heap (timer.c says why). */
+typedef struct rill__timer_entry {
+    double at;
+    uint64_t seq;
+    rill__timer *timer;
+} rill__timer_entry;
 
 typedef struct rill__timers {
-    rill__timer **heap;        /* heap[1..len]: slot 0 means "not armed" */
+    rill__timer_entry *heap;   /* heap[1..len]: slot 0 means "not armed" */
     size_t len, cap;
     uint64_t seq;              /* arming order, for ties */
 } rill__timers;

@@ -80,6 +80,62 @@ FIBER_TEST(wait, equal_deadlines_wake_in_arming_order) {
     return 0;
 }
 
+/* The timer heap against a sort: many deadlines, ties among them, and
+ * timers taken out of the middle (cancelled sleeps). */
+typedef struct timed {
+    double at;
+    int id;
+    bool cancelled;
+} timed;
+
+static int *heap_log, heap_logged;
+
+static int sleeps_until_unless_cancelled(void *arg) {
+    timed *s = arg;
+    int rc = rill_sleep_until(s->at);
+    if (rc == 0) heap_log[heap_logged++] = s->id;
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int by_deadline_then_arming(const void *a, const void *b) {
+    const timed *x = a, *y = b;
+    if (x->at != y->at) return x->at < y->at ? -1 : 1;
+    return x->id - y->id; /* armed in id order */
+}
+
+FIBER_TEST(wait, timers_fire_in_deadline_then_arming_order_whatever_was_taken_out) {
+    enum { N = 3000 };
+    static timed a[N], sorted[N];
+    static int log[N];
+    static rill_task *t[N];
+    heap_log = log;
+    heap_logged = 0;
+    double base = rill_now() + 0.05;
+    unsigned seed = 12345;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        a[i] = (timed){base + (double)((seed >> 16) % 40) * 0.001, i, false};
+        t[i] = rill_spawn(sleeps_until_unless_cancelled, &a[i]);
+        cr_assert_not_null(t[i]);
+    }
+    expect_eq(rill_yield_now(), 0); /* every sleeper has armed its timer */
+    int kept = 0;
+    for (int i = 0; i < N; i++) {
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 3 == 0) {
+            a[i].cancelled = true;
+            expect_eq(rill_cancel(t[i]), 1);
+        } else {
+            sorted[kept++] = a[i];
+        }
+    }
+    for (int i = 0; i < N; i++) expect_eq(rill_join(t[i]), 0);
+    qsort(sorted, (size_t)kept, sizeof sorted[0], by_deadline_then_arming);
+    expect_eq(heap_logged, kept);
+    for (int i = 0; i < kept; i++) expect_eq(log[i], sorted[i].id);
+    return 0;
+}
+
 FIBER_TEST(wait, wait_fd_reports_readiness) {
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
