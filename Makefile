@@ -133,7 +133,7 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
-$(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/librill.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
