@@ -16,7 +16,8 @@
  *   --quick      iteration counts divided by 10
  *   --only S     only the rows whose name contains S (the baselines always run)
  *   --rows       after the table, one line per row for scripts:
- *                "=row<TAB>name<TAB>ns/op" (scripts/bench-compare.sh reads them)
+ *                "=row<TAB>name<TAB>ns/op<TAB>ratio to the reference row, or -"
+ *                (scripts/bench-compare.sh reads them)
  * and its title line says which switch backend the library was built with
  * (rill_build_info()).
  */
@@ -221,8 +222,12 @@ static int bench_main_ref(int argc, char **argv, const char *title, const char *
         summarise(&benches[i], r[i], r[0], ref_name ? r[ref] : NULL);
         print_row(&benches[i], base, ref_name);
     }
-    for (size_t i = 0; rows && i < nb; i++)
-        if (on[i]) printf("=row\t%s\t%.2f\n", benches[i].name, benches[i].med);
+    for (size_t i = 0; rows && i < nb; i++) {
+        if (!on[i]) continue;
+        printf("=row\t%s\t%.2f\t", benches[i].name, benches[i].med);
+        if (ref_name) printf("%.4f\n", benches[i].ratio_ref);
+        else printf("-\n");
+    }
     free(on);
     free(r);
     return 0;

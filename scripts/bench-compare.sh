@@ -12,10 +12,13 @@
 # program by program, the backends one after the other.  Rounds 2..N run
 # switch, gen and threads again with --quick, silently, alternating the
 # backends the same way.  Every run prints its rows (--rows, "=row<TAB>name
-# <TAB>ns"); the summary is, for each key figure, the median over the rounds
-# per backend, the speedup of each backend over the first (how many times
-# faster than it), and each figure as a ratio to the backend's
-# own bare rill__ctx_switch, with the goals set for the fast backend.
+# <TAB>ns<TAB>ratio to the program's bare rill__ctx_switch row").  The
+# summary gives, for each key figure and backend, the median over the rounds
+# of its ns, the speedup of each backend over the first (how many times
+# faster than it), and the median over the rounds of its ratio to the
+# backend's own bare rill__ctx_switch (each taken side by side in one run,
+# so a busy machine disturbs it less than the ns), with the goals set for
+# the fast backend.
 set -eu
 quick=""
 rounds=3
@@ -45,7 +48,7 @@ for p in "$first_dir"/*; do
 done
 
 # run ROUND PROGRAM BACKEND DIR OPTIONS...: its rows go to $rows as
-# "round<TAB>backend<TAB>program<TAB>name<TAB>ns"; its table to $out.
+# "round<TAB>backend<TAB>program<TAB>name<TAB>ns<TAB>ratio"; its table to $out.
 run() {
     r=$1 prog=$2 backend=$3 dir=$4
     shift 4
@@ -94,8 +97,10 @@ function median(list,   v, n, i, j, t) {
 BEGIN {
     nb = split(backends, b, " ")
     while ((getline line < rowfile) > 0) {
-        split(line, f, "\t")   # round, backend, program, name, ns
-        got[f[2] SUBSEP f[3] SUBSEP f[4]] = got[f[2] SUBSEP f[3] SUBSEP f[4]] " " f[5]
+        split(line, f, "\t")   # round, backend, program, name, ns, ratio
+        key = f[2] SUBSEP f[3] SUBSEP f[4]
+        got[key] = got[key] " " f[5]
+        if (f[6] != "-") rat[key] = rat[key] " " f[6]
         names[f[3] SUBSEP f[4]] = 1
     }
 }
@@ -103,11 +108,12 @@ BEGIN {
     label[NR] = $3; goal[NR] = $4
     if ($2 == "bare rill__ctx_switch") ctx = NR
     for (i = 1; i <= nb; i++) {
-        med[NR, i] = ""
+        med[NR, i] = ratio[NR, i] = ""
         for (k in names) {
             split(k, pn, SUBSEP)
-            if (pn[1] == $1 && index(pn[2], $2) == 1 && (b[i] SUBSEP k) in got)
-                med[NR, i] = median(got[b[i] SUBSEP k])
+            if (pn[1] != $1 || index(pn[2], $2) != 1) continue
+            if ((b[i] SUBSEP k) in got) med[NR, i] = median(got[b[i] SUBSEP k])
+            if ((b[i] SUBSEP k) in rat) ratio[NR, i] = median(rat[b[i] SUBSEP k])
         }
     }
 }
@@ -131,7 +137,7 @@ END {
     for (r = ctx + 1; r <= NR; r++) {
         printf "%-46s", label[r]
         for (i = 1; i <= nb; i++)
-            cell(med[r, i] == "" || med[ctx, i] == "" ? "" : med[r, i] / med[ctx, i], " %9.2fx")
+            cell(ratio[r, i], " %9.2fx")
         if (goal[r] != "") printf "   <= %sx", goal[r]
         printf "\n"
     }
