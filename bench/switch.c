@@ -18,7 +18,7 @@
  * rill__ctx_switch, all in one run.  The Makefile builds this program once
  * per backend (build/bench, build/fast/bench, build/portable/bench).
  *
- *   switch            the full run (about 15 s)
+ *   switch            the full run (about 20 s)
  *   switch --quick    iteration counts divided by 10
  *   switch --only S   run only the rows whose name contains S (profiling);
  *                     the two baselines always run, for the ratios

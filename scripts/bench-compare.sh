@@ -11,14 +11,14 @@
 # Round 1 runs every program of every backend in full and prints its table,
 # program by program, the backends one after the other.  Rounds 2..N run
 # switch, gen and threads again with --quick, silently, alternating the
-# backends the same way.  Every run prints its rows (--rows, "=row<TAB>name
-# <TAB>ns<TAB>ratio to the program's bare rill__ctx_switch row").  The
-# summary gives, for each key figure and backend, the median over the rounds
-# of its ns, the speedup of each backend over the first (how many times
-# faster than it), and the median over the rounds of its ratio to the
-# backend's own bare rill__ctx_switch (each taken side by side in one run,
-# so a busy machine disturbs it less than the ns), with the goals set for
-# the fast backend.
+# backends the same way.  Only these three feed the summary: each run of
+# them prints its rows (--rows, "=row<TAB>name<TAB>ns<TAB>ratio to the
+# program's bare rill__ctx_switch row").  The summary gives, for each key
+# figure and backend, the median over the rounds of its ns, the speedup of
+# each backend over the first (how many times faster than it), and the
+# median over the rounds of its ratio to the backend's own bare
+# rill__ctx_switch (each taken side by side in one run, so a busy machine
+# disturbs it less than the ns), with the goals set for the fast backend.
 set -eu
 quick=""
 rounds=3
@@ -47,8 +47,9 @@ for p in "$first_dir"/*; do
     [ -x "$p" ] && programs="$programs $name"
 done
 
-# run ROUND PROGRAM BACKEND DIR OPTIONS...: its rows go to $rows as
-# "round<TAB>backend<TAB>program<TAB>name<TAB>ns<TAB>ratio"; its table to $out.
+# run ROUND PROGRAM BACKEND DIR OPTIONS...: one of the summary's programs.
+# Its rows go to $rows as "round<TAB>backend<TAB>program<TAB>name<TAB>ns<TAB>
+# ratio"; its table to $out.
 run() {
     r=$1 prog=$2 backend=$3 dir=$4
     shift 4
@@ -58,8 +59,11 @@ run() {
 
 for prog in $programs; do
     for spec in "$@"; do
-        run 1 "$prog" "${spec%%=*}" "${spec#*=}" $quick
-        grep -v '^=row' "$out"
+        case " switch gen threads " in
+            *" $prog "*) run 1 "$prog" "${spec%%=*}" "${spec#*=}" $quick
+                         grep -v '^=row' "$out" ;;
+            *) "${spec#*=}/$prog" $quick || { echo "bench: ${spec#*=}/$prog failed" >&2; exit 1; } ;;
+        esac
         echo
     done
 done
