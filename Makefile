@@ -8,7 +8,7 @@
 #   make SWITCH=fast          the assembly context switch (build/fast); also
 #                             SWITCH=portable (build/portable); ucontext is the default
 #   make demo                 run every demo with short delays
-#   make bench                micro-benchmarks (ratios against plain C)
+#   make bench                micro-benchmarks of every switch backend, side by side
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
@@ -94,7 +94,7 @@ DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
 .PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
-        bench install uninstall echo clean deps deps-test
+        bench bench-bins install uninstall echo clean deps deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -137,7 +137,7 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
-$(BUILD)/bench/%: bench/%.c bench/bench.h $(BUILD)/librill.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
@@ -234,8 +234,17 @@ demo: deps
 demo-bins: $(DEMO_BIN)
 	@:
 
-bench: deps $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do $$b; done
+# The bench programs of every backend, then scripts/bench-compare.sh: each
+# program's table for each backend, and a summary of the backends side by
+# side (medians of 3 runs, taken alternately).  make bench BENCH_FLAGS=--quick
+BENCH_SWITCHES = ucontext fast portable
+bench_dir = build$(if $(filter-out ucontext,$(1)),/$(1))/bench
+bench: deps
+	@for s in $(BENCH_SWITCHES); do $(MAKE) --no-print-directory SWITCH=$$s bench-bins || exit 1; done
+	@scripts/bench-compare.sh $(BENCH_FLAGS) $(foreach s,$(BENCH_SWITCHES),$(s)=$(call bench_dir,$(s)))
+
+bench-bins: $(BENCH_BIN)
+	@:
 
 # ---- install ------------------------------------------------------------------------
 install: all

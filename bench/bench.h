@@ -9,9 +9,17 @@
  * a shared machine hits every row alike.  A row's ratio is the median over
  * the rounds of its time divided by the baseline's time in the same round.
  *
+ * A table may name a second reference row (bench_main_ref): each row then
+ * also gets its ratio to that one, taken the same way.
+ *
  * Every table program takes:
  *   --quick      iteration counts divided by 10
- *   --only S     only the rows whose name contains S (the baseline always runs)
+ *   --only S     only the rows whose name contains S (the baselines always run)
+ *   --rows       after the table, one line per row for scripts:
+ *                "=row<TAB>name<TAB>ns/op<TAB>ratio to the reference row, or -"
+ *                (scripts/bench-compare.sh reads them)
+ * and its title line says which switch backend the library was built with
+ * (rill_build_info()).
  */
 #ifndef RILL_BENCH_H
 #define RILL_BENCH_H
@@ -91,6 +99,7 @@ typedef struct bench {
     uint64_t unit;               /* n must be a multiple of this */
     double med, lo, hi;          /* ns per operation */
     double ratio;                /* median of per-round ratios to row 0 */
+    double ratio_ref;            /* the same, to the reference row */
     uint64_t n;
 } bench;
 
@@ -120,17 +129,24 @@ static double median(double v[REPS]) {
     return v[REPS / 2];
 }
 
-/* r: this row's ns/op per round; base: the baseline's, same rounds. */
-static void summarise(bench *b, const double r[REPS], const double base[REPS]) {
-    double v[REPS], q[REPS];
-    for (int k = 0; k < REPS; k++) {
-        v[k] = r[k];
-        q[k] = r[k] / base[k];
-    }
+/* The median of the per-round ratios r[k] / base[k]. */
+static double ratio_to(const double r[REPS], const double base[REPS]) {
+    double q[REPS];
+    for (int k = 0; k < REPS; k++) q[k] = r[k] / base[k];
+    return median(q);
+}
+
+/* r: this row's ns/op per round; base, ref: the baselines', same rounds
+ * (ref NULL: none). */
+static void summarise(bench *b, const double r[REPS], const double base[REPS],
+                      const double *ref) {
+    double v[REPS];
+    memcpy(v, r, sizeof v);
     b->med = median(v);
     b->lo = v[0];
     b->hi = v[REPS - 1];
-    b->ratio = median(q);
+    b->ratio = ratio_to(r, base);
+    if (ref) b->ratio_ref = ratio_to(r, ref);
 }
 
 static void cpu_model(char *buf, size_t len) {
@@ -151,41 +167,51 @@ static void cpu_model(char *buf, size_t len) {
     fclose(f);
 }
 
-static void print_row(const bench *b, const char *base) {
-    double ratio = b->ratio;
-    printf("%-40s %9.1f ns  %7.*fx %s  (%.1f..%.1f, n=%llu)\n", b->name, b->med,
-           ratio < 0.1 ? 3 : 2, ratio, base, b->lo, b->hi, (unsigned long long)b->n);
+static void print_ratio(double ratio, const char *base) {
+    printf("  %7.*fx %-11s", ratio < 0.1 ? 3 : 2, ratio, base);
 }
 
-/* Parse the options, run every row, print the table: "title" heads it and
- * each ratio is "x <base>". */
-static int bench_main(int argc, char **argv, const char *title, const char *base,
-                      bench *benches, size_t nb) {
-    bool quick = false;
+static void print_row(const bench *b, const char *base, const char *ref) {
+    printf("%-40s %9.1f ns", b->name, b->med);
+    print_ratio(b->ratio, base);
+    if (ref) print_ratio(b->ratio_ref, ref);
+    printf("  (%.1f..%.1f, n=%llu)\n", b->lo, b->hi, (unsigned long long)b->n);
+}
+
+/* Parse the options, run every row, print the table: "title" heads it, each
+ * ratio is "x <base>" (to row 0) and, if ref > 0, "x <ref_name>" (to row
+ * ref). */
+static int bench_main_ref(int argc, char **argv, const char *title, const char *base,
+                          size_t ref, const char *ref_name, bench *benches, size_t nb) {
+    bool quick = false, rows = false;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) {
             quick = true;
+        } else if (strcmp(argv[i], "--rows") == 0) {
+            rows = true;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else {
-            fprintf(stderr, "usage: %s [--quick] [--only SUBSTRING]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--only SUBSTRING] [--rows]\n", argv[0]);
             return 2;
         }
     }
+    if (ref == 0 || ref >= nb) ref_name = NULL;
+    const rill_build *build = rill_build_info();
     setvbuf(stdout, NULL, _IOLBF, 0);
     char cpu[256], date[64];
     cpu_model(cpu, sizeof cpu);
     time_t t = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
-    printf("# %s | CPU: %s | %s | median of %d rounds%s\n", title, cpu, date, REPS,
-           quick ? " | --quick" : "");
+    printf("# %s | switch: %s (%s) | CPU: %s | %s | median of %d rounds%s\n", title,
+           build->switch_backend, build->switch_method, cpu, date, REPS, quick ? " | --quick" : "");
     printf("# ns/op: median (min..max); ratio: median of per-round ratios\n");
     bool *on = calloc(nb, sizeof *on);
     double (*r)[REPS] = calloc(nb, sizeof *r);
     if (!on || !r) die("calloc", -ENOMEM);
     for (size_t i = 0; i < nb; i++) {
-        on[i] = i == 0 || !only || strstr(benches[i].name, only);
+        on[i] = i == 0 || (ref_name && i == ref) || !only || strstr(benches[i].name, only);
         if (on[i]) calibrate(&benches[i], quick);
     }
     for (int k = 0; k < REPS; k++)
@@ -193,12 +219,23 @@ static int bench_main(int argc, char **argv, const char *title, const char *base
             if (on[i]) r[i][k] = (double)benches[i].run(benches[i].n) / (double)benches[i].n;
     for (size_t i = 0; i < nb; i++) {
         if (!on[i]) continue;
-        summarise(&benches[i], r[i], r[0]);
-        print_row(&benches[i], base);
+        summarise(&benches[i], r[i], r[0], ref_name ? r[ref] : NULL);
+        print_row(&benches[i], base, ref_name);
+    }
+    for (size_t i = 0; rows && i < nb; i++) {
+        if (!on[i]) continue;
+        printf("=row\t%s\t%.2f\t", benches[i].name, benches[i].med);
+        if (ref_name) printf("%.4f\n", benches[i].ratio_ref);
+        else printf("-\n");
     }
     free(on);
     free(r);
     return 0;
+}
+
+static inline int bench_main(int argc, char **argv, const char *title, const char *base,
+                             bench *benches, size_t nb) {
+    return bench_main_ref(argc, argv, title, base, 0, NULL, benches, nb);
 }
 
 #endif

@@ -2,8 +2,10 @@
  * gen: what a generator step costs, next to the context switch it is built
  * on, and what 100 000 suspended generators weigh.
  *
- * Measured side by side, in one run (median of 5 rounds):
- *   - a bare swapcontext switch (ping-pong between two contexts);
+ * Measured side by side, in one run (bench/bench.h: medians of 5 rounds,
+ * interleaved, ratios to the bare swapcontext and to the bare
+ * rill__ctx_switch of the backend linked, bench/bare.h):
+ *   - a bare swapcontext switch and a bare rill__ctx_switch (ping-pong);
  *   - rill_gen_next() of a body that only yields (one switch in, one out);
  *   - the same through rill_foreach;
  *   - a 3-stage pipeline (map, filter) per value that reaches the consumer.
@@ -11,62 +13,17 @@
  * suspended frame), and the resident memory they add is read from
  * /proc/self/status, for the default stack and for 16 KiB stacks.
  *
- *   gen            the full run
- *   gen --quick    iteration counts divided by 10, 10 000 generators
+ *   gen [--quick] [--only S] [--rows]   (see bench/bench.h); --quick
+ *                                       weighs 10 000 generators, --only none
  */
+#include "bare.h" /* first: it turns _FORTIFY_SOURCE off */
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <ucontext.h>
 
-#include "rill.h"
-
-#define REPS 5
-
-static long iters = 2000000;
 static long ngens = 100000;
-
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v) {
-    qsort(v, REPS, sizeof *v, cmp_double);
-    return v[REPS / 2];
-}
-
-/* ---- the floor: a bare swapcontext ping-pong ------------------------------------ */
-
-static ucontext_t main_ctx, peer_ctx;
-static long peer_left;
-
-static void peer(void) {
-    while (peer_left-- > 0) swapcontext(&peer_ctx, &main_ctx);
-}
-
-static double bare_switch_ns(void) {
-    static char stack[64 * 1024];
-    getcontext(&peer_ctx);
-    peer_ctx.uc_stack.ss_sp = stack;
-    peer_ctx.uc_stack.ss_size = sizeof stack;
-    peer_ctx.uc_link = &main_ctx;
-    makecontext(&peer_ctx, peer, 0);
-    peer_left = iters;
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++) swapcontext(&main_ctx, &peer_ctx);
-    double t = now_ns() - t0;
-    swapcontext(&main_ctx, &peer_ctx); /* let the peer return */
-    return t / (2.0 * (double)iters);  /* two switches per round trip */
-}
 
 /* ---- generators -------------------------------------------------------------------- */
 
@@ -89,39 +46,49 @@ static int keep_all(void *in, void *ctx) {
     return 1;
 }
 
-typedef struct results {
-    double next, foreach_, pipeline;
-} results;
-
-static int measure(void *arg) {
-    results *r = arg;
+/* n values out of g, timed; g is freed. */
+static void drain(run_arg *a, rill_gen *g) {
+    if (!g) die("rill_gen_new", -errno);
     void *v;
-    rill_gen *g = rill_gen_new(counter, NULL);
-    double t0 = now_ns();
-    for (long i = 0; i < iters; i++) rill_gen_next(g, &v);
-    r->next = (now_ns() - t0) / (double)iters;
+    uint64_t t0 = now_ns();
+    for (uint64_t i = 0; i < a->n; i++)
+        if (rill_gen_next(g, &v) != 1) die("rill_gen_next", -EIO);
+    a->ns = now_ns() - t0;
     rill_gen_free(g);
+}
 
-    g = rill_gen_new(counter, NULL);
-    long n = 0, *lv;
-    t0 = now_ns();
-    long sum = 0;
+static int next_main(void *arg) {
+    drain(arg, rill_gen_new(counter, NULL));
+    return 0;
+}
+
+static int foreach_main(void *arg) {
+    run_arg *a = arg;
+    rill_gen *g = rill_gen_new(counter, NULL);
+    if (!g) die("rill_gen_new", -errno);
+    uint64_t n = 0;
+    long *lv, sum = 0;
+    uint64_t t0 = now_ns();
     rill_foreach(lv, g) {
         sum += *lv;
-        if (++n == iters) break;
+        if (++n == a->n) break;
     }
-    if (sum < 0) return -EIO;
-    r->foreach_ = (now_ns() - t0) / (double)iters;
-    rill_gen_free(g);
-
-    static long buf;
-    g = rill_gen_filter(rill_gen_map(rill_gen_new(counter, NULL), times_two, &buf), keep_all, NULL);
-    t0 = now_ns();
-    for (long i = 0; i < iters / 4; i++) rill_gen_next(g, &v);
-    r->pipeline = (now_ns() - t0) / (double)(iters / 4);
+    a->ns = now_ns() - t0;
+    sink = (uint64_t)sum;
     rill_gen_free(g);
     return 0;
 }
+
+static int pipeline_main(void *arg) {
+    static long buf;
+    drain(arg, rill_gen_filter(rill_gen_map(rill_gen_new(counter, NULL), times_two, &buf),
+                               keep_all, NULL));
+    return 0;
+}
+
+static uint64_t bench_next(uint64_t n) { return in_rill(next_main, n); }
+static uint64_t bench_foreach(uint64_t n) { return in_rill(foreach_main, n); }
+static uint64_t bench_pipeline(uint64_t n) { return in_rill(pipeline_main, n); }
 
 /* ---- memory ---------------------------------------------------------------------------- */
 
@@ -159,28 +126,21 @@ static int weigh(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
-        iters /= 10;
-        ngens /= 10;
+    bool weigh_too = true; /* not when profiling a row (--only) */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) ngens /= 10;
+        if (strcmp(argv[i], "--only") == 0) weigh_too = false;
     }
-    double bare[REPS], next[REPS], each[REPS], pipe[REPS];
-    for (int k = 0; k < REPS; k++) {
-        bare[k] = bare_switch_ns();
-        results r;
-        if (rill_run(measure, &r) != 0) return 1;
-        next[k] = r.next;
-        each[k] = r.foreach_;
-        pipe[k] = r.pipeline;
-    }
-    double sw = median(bare);
-    printf("# rill generator bench | median of %d rounds | %ld steps each\n", REPS, iters);
-    printf("%-40s %8.1f ns   %5.2f switches\n", "bare swapcontext switch", sw, 1.0);
-    double m = median(next);
-    printf("%-40s %8.1f ns   %5.2f switches\n", "rill_gen_next, body only yields", m, m / sw);
-    m = median(each);
-    printf("%-40s %8.1f ns   %5.2f switches\n", "rill_foreach step", m, m / sw);
-    m = median(pipe);
-    printf("%-40s %8.1f ns   %5.2f switches\n", "value through source->map->filter", m, m / sw);
+    bench benches[] = {
+        {.name = "bare swapcontext switch", .run = bench_swapcontext, .unit = 2},
+        {.name = ctx_row_name(), .run = bench_ctx, .unit = 2},
+        {.name = "rill_gen_next, body only yields", .run = bench_next, .unit = 1},
+        {.name = "rill_foreach step", .run = bench_foreach, .unit = 1},
+        {.name = "value through source->map->filter", .run = bench_pipeline, .unit = 1},
+    };
+    int rc = bench_main_ref(argc, argv, "rill generator bench", "swapcontext", 1, "ctx_switch",
+                            benches, sizeof benches / sizeof benches[0]);
+    if (rc || !weigh_too) return rc;
 
     size_t stacks[2] = {0, 16 * 1024};
     for (int i = 0; i < 2; i++) {

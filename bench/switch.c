@@ -1,22 +1,31 @@
 /*
- * switch: what a rill context switch costs, next to the bare swapcontext it
- * is built on.
+ * switch: what a rill context switch costs, next to the bare switches it
+ * could be built on.
  *
  * Measured side by side, in one run:
- *   - bare swapcontext ping-pong between two ucontext_t (the floor);
+ *   - bare swapcontext ping-pong between two ucontext_t;
+ *   - bare _setjmp/_longjmp ping-pong between two stacks;
+ *   - rill__ctx_switch alone, ping-pong: the switch of the backend this
+ *     program was linked with (bench/bare.h), the bare register switch in
+ *     the SWITCH=fast build;
  *   - an empty function called through a pointer (for scale);
  *   - rill fiber switch: two tasks alternating with rill_yield_now();
  *   - rill spawn+join of an empty task, one at a time and 1000 at a time;
  *   - a cancel scope with a deadline entered and exited, and rill_cancelled().
  *
  * bench/bench.h calibrates each row, interleaves the rounds of all rows and
- * reports medians and ratios to the bare switch, all in one run.
+ * reports medians and ratios to the bare swapcontext and to the bare
+ * rill__ctx_switch, all in one run.  The Makefile builds this program once
+ * per backend (build/bench, build/fast/bench, build/portable/bench).
  *
- *   switch            the full run (about 10 s)
+ *   switch            the full run (about 20 s)
  *   switch --quick    iteration counts divided by 10
  *   switch --only S   run only the rows whose name contains S (profiling);
- *                     the swapcontext baseline always runs, for the ratios
+ *                     the two baselines always run, for the ratios
+ *   switch --rows     also one "=row" line per row, for scripts
  */
+#include "bare.h" /* first: it turns _FORTIFY_SOURCE off */
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,8 +34,6 @@
 #include <string.h>
 #include <time.h>
 #include <ucontext.h>
-
-#include "bench.h"
 
 #define BATCH 1000            /* tasks spawned before joining, in the batch */
 #define STR_(x) #x
@@ -180,6 +187,8 @@ static uint64_t bench_cancelled(uint64_t n) { return in_rill(cancelled_main, n);
 int main(int argc, char **argv) {
     bench benches[] = {
         {.name = "bare swapcontext switch", .run = bench_swapcontext, .unit = 2},
+        {.name = "bare _setjmp/_longjmp switch", .run = bench_setjmp, .unit = 2},
+        {.name = ctx_row_name(), .run = bench_ctx, .unit = 2},
         {.name = "empty call via pointer", .run = bench_call, .unit = 1},
         {.name = "rill switch (yield, 2 tasks)", .run = bench_yield, .unit = 2},
         {.name = "rill spawn+join (one by one)", .run = bench_spawn_join, .unit = 1},
@@ -189,6 +198,6 @@ int main(int argc, char **argv) {
         {.name = "(extra) rill yield, alone", .run = bench_yield_alone, .unit = 1},
         {.name = "(extra) clock_gettime(MONOTONIC)", .run = bench_clock, .unit = 1},
     };
-    return bench_main(argc, argv, "rill switch bench", "swapcontext", benches,
-                      sizeof benches / sizeof benches[0]);
+    return bench_main_ref(argc, argv, "rill switch bench", "swapcontext", 2, "ctx_switch",
+                          benches, sizeof benches / sizeof benches[0]);
 }

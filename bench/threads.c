@@ -4,8 +4,9 @@
  *
  * Two tables, each with its own baseline, measured side by side:
  *
- *   queue (baseline: a bare swapcontext switch; a fiber-to-fiber hand-off
- *   cannot cost less than the switches it needs)
+ *   queue (baselines: a bare swapcontext switch, and the bare
+ *   rill__ctx_switch of the backend linked, bench/bare.h; a fiber-to-fiber
+ *   hand-off cannot cost less than the switches it needs)
  *     - a plain C ring buffer, put then get on one thread (for scale);
  *     - rill_queue put+get between a producer and a consumer fiber, with
  *       capacity 1 (every item a hand-off) and capacity 64;
@@ -20,9 +21,9 @@
  *
  *   threads [--quick] [--only S]   (see bench/bench.h)
  */
-#include <pthread.h>
+#include "bare.h" /* first: it turns _FORTIFY_SOURCE off */
 
-#include "bench.h"
+#include <pthread.h>
 
 /* ==== queue ===================================================================== */
 
@@ -221,6 +222,7 @@ static uint64_t bench_calls(uint64_t n) { return in_rill(calls_main, n); }
 int main(int argc, char **argv) {
     bench queue[] = {
         {.name = "bare swapcontext switch", .run = bench_swapcontext, .unit = 2},
+        {.name = ctx_row_name(), .run = bench_ctx, .unit = 2},
         {.name = "plain C ring put+get (1 thread)", .run = bench_ring, .unit = 1},
         {.name = "rill_queue put+get, capacity 1", .run = bench_queue1, .unit = 1},
         {.name = "rill_queue put+get, capacity 64", .run = bench_queue64, .unit = 1},
@@ -232,8 +234,8 @@ int main(int argc, char **argv) {
         {.name = "rill_to_thread, 64 fibers, per job", .run = bench_to_thread_fan, .unit = FANOUT},
         {.name = "rill_call_threadsafe, per call run", .run = bench_calls, .unit = 1},
     };
-    int rc = bench_main(argc, argv, "rill queue bench", "switch", queue,
-                        sizeof queue / sizeof queue[0]);
+    int rc = bench_main_ref(argc, argv, "rill queue bench", "swapcontext", 1, "ctx_switch",
+                            queue, sizeof queue / sizeof queue[0]);
     if (rc) return rc;
     printf("\n");
     return bench_main(argc, argv, "rill threads bench", "pthreads", threads,

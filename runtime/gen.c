@@ -103,7 +103,7 @@ static int resume(rill_gen *g, int resume_with) {
         g->started = true;
         g->run_id = rt->run.id;
         rill__scope_open(&g->root, &g->fiber, INFINITY);
-    } else {
+    } else if (g->fiber.scope != &g->root) { /* scopes of the body's own to re-arm */
         rill__scope_resume(&g->fiber, &g->root);
     }
     g->root.parent = me->scope;
@@ -151,7 +151,7 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
     g->value = value;
     g->result = result;
     g->state = RILL__GEN_SUSPENDED;
-    rill__scope_suspend(&g->fiber, &g->root);
+    if (g->fiber.scope != &g->root) rill__scope_suspend(&g->fiber, &g->root);
     park(g);
     to_consumer(g);
     return g->resume_with;
@@ -181,6 +181,7 @@ static void gen_entry(rill__fiber *f) {
 /* Is the caller one of g's own children (a task of a group on g's stack,
  * such as a prefetch's puller)?  Resuming g from there is a cycle. */
 static bool from_own_child(const rill_gen *g) {
+    if (!g->fiber.busy_groups) return false; /* no children: skip the lookup */
     rill_task *t = rill_current();
     return t && t->group && t->group->owner == &g->fiber;
 }
