@@ -293,10 +293,32 @@ static bool install_guards(char *map, size_t slot, unsigned n) {
     return true;
 }
 
+/* Classes live here while they can, not on the heap: the default size's
+ * stay as long as the stash holds one of its stacks, up to the process's
+ * exit, where a heap block would be reported as still reachable. */
+#define CLASS_STORE 8u
+static slab_class class_store[CLASS_STORE];
+static bool class_stored[CLASS_STORE];
+
+static slab_class *class_new(void) {
+    for (unsigned i = 0; i < CLASS_STORE; i++)
+        if (!class_stored[i]) {
+            class_stored[i] = true;
+            class_store[i] = (slab_class){0};
+            return &class_store[i];
+        }
+    return rill__calloc(1, sizeof(slab_class));
+}
+
+static void class_free(slab_class *c) {
+    if (c >= class_store && c < class_store + CLASS_STORE) class_stored[c - class_store] = false;
+    else free(c);
+}
+
 static slab_class *class_for(size_t size, bool guarded) {
     for (slab_class *c = stash.classes; c; c = c->next)
         if (c->size == size && c->guarded == guarded) return c;
-    slab_class *c = rill__calloc(1, sizeof *c);
+    slab_class *c = class_new();
     if (!c) return NULL;
     c->size = size;
     c->guarded = guarded;
@@ -399,7 +421,7 @@ static void slabs_trim(void) {
         }
         if (rill__list_empty(&c->avail) && rill__list_empty(&c->full)) {
             *pc = c->next;
-            free(c);
+            class_free(c);
         } else {
             pc = &c->next;
         }

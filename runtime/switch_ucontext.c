@@ -16,6 +16,10 @@ void rill__ctx_make(rill__ctx *c, char *lo, char *hi, void (*entry)(void *), voi
 
 void rill__ctx_switch(rill__ctx *from, rill__ctx *to) {
     ucontext_t here; /* lives until this frame is resumed */
+    /* swapcontext saves no stack bounds, but AddressSanitizer's swapcontext
+     * reads the target's, and clears the shadow of that range: garbage there
+     * would unpoison (or wreck) any stretch of memory. */
+    here.uc_stack = (stack_t){0};
     from->p = &here;
     swapcontext(&here, to->p);
 }

@@ -110,13 +110,17 @@ FIBER_TEST(wait, timers_fire_in_deadline_then_arming_order_whatever_was_taken_ou
     static rill_task *t[N];
     heap_log = log;
     heap_logged = 0;
-    double base = rill_now() + 0.05;
     unsigned seed = 12345;
+    for (int i = 0; i < N; i++) {
+        t[i] = rill_spawn(sleeps_until_unless_cancelled, &a[i]);
+        cr_assert_not_null(t[i]);
+    }
+    /* Read by each sleeper when it first runs: after this loop.  Far enough
+     * ahead that every cancellation below comes first, even under valgrind. */
+    double base = rill_now() + 0.5;
     for (int i = 0; i < N; i++) {
         seed = seed * 1103515245u + 12345u;
         a[i] = (timed){base + (double)((seed >> 16) % 40) * 0.001, i, false};
-        t[i] = rill_spawn(sleeps_until_unless_cancelled, &a[i]);
-        cr_assert_not_null(t[i]);
     }
     expect_eq(rill_yield_now(), 0); /* every sleeper has armed its timer */
     int kept = 0;
