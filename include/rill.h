@@ -32,9 +32,10 @@
  * attribute of GCC and Clang) and rill_foreach (__COUNTER__).  Internally
  * the library uses C11 plus POSIX (ucontext, mmap, sigaltstack, dladdr), an
  * assembly switch for x86-64 and aarch64 in the SWITCH=fast build, and
- * three GCC/Clang builtins: __builtin_dwarf_cfa (the caller's stack pointer,
+ * these GCC/Clang extensions: __builtin_dwarf_cfa (the caller's stack pointer,
  * to find scopes left in frames that have returned), __builtin_return_address
- * (where a scope was entered, for that report) and always_inline.
+ * (where a scope was entered, for that report), always_inline, and the
+ * initial-exec TLS model for the one thread-local pointer every call reads.
  */
 #ifndef RILL_H
 #define RILL_H

@@ -104,6 +104,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "rill.h"
 #include "switch.h"
@@ -183,6 +184,16 @@ static inline rill__list *rill__list_pop(rill__list *l) {
     (rill__valid(p, want) || (errno = EINVAL, false))
 
 /* ---- default names (tasks, generators) ------------------------------------ */
+
+/* memset(p, 0, n) in 64-byte pieces: GCC zeroes a known size above 64
+ * bytes with `rep stosq`, whose start-up costs more than the rest of a
+ * small struct's clearing (a task's, at every spawn). */
+static inline void rill__zero(void *p, size_t n) {
+    char *c = p;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) memset(c + i, 0, 64);
+    memset(c + i, 0, n - i);
+}
 
 /* Write "<prefix><n>" into buf (len bytes, truncated, always terminated).
  * No snprintf: it runs on every unnamed spawn. */
@@ -423,7 +434,12 @@ typedef struct rill__rt {
     rill__signals signals;
 } rill__rt;
 
-extern _Thread_local rill__rt *rill__self;
+/* The thread's runtime.  Initial-exec: read with one %fs-relative load
+ * even from librill.so, where the default model calls __tls_get_addr in
+ * every function that reads it (it is 8 bytes of the static TLS that
+ * glibc reserves for libraries). */
+#define RILL__TLS __attribute__((tls_model("initial-exec")))
+extern _Thread_local rill__rt *rill__self RILL__TLS;
 
 /* A module's part of the runtime: runtime.c calls these, in one order, for
  * every module that has them (NULL: nothing to do). */
@@ -449,8 +465,17 @@ void rill__runtime_bare_release(void);
 
 /* ---- the scheduler (sched.c) -------------------------------------------------- */
 
-/* Change f's state, checked against the table above. */
-void rill__sched_set_state(rill__fiber *f, rill__state to);
+/* Change f's state, checked against the table above (sched.c holds it as
+ * bits: rill__sched_allowed[from] >> to & 1). */
+extern const uint8_t rill__sched_allowed[5];
+static inline void rill__sched_set_state(rill__fiber *f, rill__state to) {
+    RILL_ASSERT(rill__sched_allowed[f->state] >> to & 1u,
+                "a fiber state change that internal.h does not allow");
+    /* The lists that go with the state (internal.h). */
+    RILL_ASSERT(to != RILL__READY || !f->wait, "a ready fiber still has a wait");
+    RILL_ASSERT(to != RILL__BLOCKED || f->wait, "a blocked fiber has no wait");
+    f->state = to;
+}
 /* Give the CPU away from the running fiber, which is already READY (on the
  * run queue), BLOCKED or DONE. */
 void rill__sched_reschedule(void);

@@ -10,7 +10,7 @@
 #include "alloc.h"
 #include "internal.h"
 
-_Thread_local rill__rt *rill__self;
+_Thread_local rill__rt *rill__self RILL__TLS;
 
 /* Made in this order; ended and freed in the reverse.  Idle hooks run in it
  * too: calls other threads sent (remote) before the generators left

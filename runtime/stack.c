@@ -188,7 +188,15 @@ static void cfg_read(void) {
     pthread_atfork(stash_fork_prepare, stash_fork_parent, stash_fork_child);
 }
 
-static void cfg_load(void) { pthread_once(&cfg_once, cfg_read); }
+/* Every spawn asks: after the first, one load instead of pthread_once's
+ * call (acquire: cfg's fields were written before the flag). */
+static atomic_bool cfg_ready;
+
+static void cfg_load(void) {
+    if (atomic_load_explicit(&cfg_ready, memory_order_acquire)) return;
+    pthread_once(&cfg_once, cfg_read);
+    atomic_store_explicit(&cfg_ready, true, memory_order_release);
+}
 
 /* Stacks with mappings of their own alive in the process: mappings are
  * counted per process, so the counter is shared by threads. */

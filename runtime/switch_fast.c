@@ -29,11 +29,11 @@ typedef struct frame {
 void rill__ctx_make(rill__ctx *c, char *lo, char *hi, void (*entry)(void *), void *arg) {
     (void)lo;
     frame *f = (frame *)(void *)(hi - sizeof(frame));
-    memset(f, 0, sizeof *f);
-    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(f->mxcsr), "=m"(f->x87cw));
-    f->rbx = (uint64_t)(uintptr_t)entry;
-    f->r12 = (uint64_t)(uintptr_t)arg;
-    f->ret = rill__ctx_begin;
+    uint32_t mxcsr;
+    uint16_t x87cw;
+    __asm__ volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(mxcsr), "=m"(x87cw));
+    *f = (frame){.mxcsr = mxcsr, .x87cw = x87cw, .rbx = (uint64_t)(uintptr_t)entry,
+                 .r12 = (uint64_t)(uintptr_t)arg, .ret = rill__ctx_begin};
     c->p = f;
 }
 #elif defined(__aarch64__)

@@ -29,7 +29,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
         errno = ENOMEM;
         return NULL;
     }
-    memset(t, 0, sizeof *t);
+    rill__zero(t, sizeof *t);
     int rc = rill__fiber_init(&t->fiber, o ? o->stack_size : 0);
     if (rc != 0) {
         t->next_free = rt->tasks.free;
