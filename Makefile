@@ -128,7 +128,7 @@ $(BUILD)/rill.pc: FORCE
 	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lrill' 'Libs.private: -lev -pthread' \
 	  'Cflags: -I$${includedir}' > $@
 
-$(BUILD)/tests/%: tests/%.c tests/helpers.h tests/minicrit.h $(BUILD)/librill.a
+$(BUILD)/tests/%: tests/%.c tests/helpers.h tests/minicrit.h tests/procfs.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(TEST_DEFS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ \
 	  $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) $(TEST_LIBS) -lm
@@ -137,7 +137,7 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
-$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) $(BUILD)/librill.a
+$(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 

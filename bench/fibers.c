@@ -28,6 +28,7 @@
 /* Only the helpers of bench.h: this bench is no table of rows. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 #include "bench.h"
+#include "../tests/procfs.h"
 
 #define SLEEP_S 0.1
 #define ROUNDS 3
@@ -53,25 +54,6 @@ static double cpu_ns(void) {
             (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)) * 1e3;
 }
 
-static int count_maps(void) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    int n = 0, c;
-    while (f && (c = getc(f)) != EOF) n += c == '\n';
-    if (f) fclose(f);
-    return n;
-}
-
-/* A field of /proc/self/status ("VmRSS:", "VmHWM:"), in KiB. */
-static long status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) v = strtol(line + n, NULL, 10);
-    if (f) fclose(f);
-    return v;
-}
 
 /* ---- rill: N sleepers --------------------------------------------------------- */
 
@@ -92,7 +74,7 @@ static int sleepers_main(void *arg) {
         int rc = rill_group_spawn(&g, sleeper, NULL);
         if (rc != 0) die("rill_group_spawn", rc);
     }
-    maps_alive = count_maps(); /* every stack is taken at spawn */
+    maps_alive = count_mappings(); /* every stack is taken at spawn */
     return rill_group_wait(&g);
 }
 

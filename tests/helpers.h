@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "procfs.h"
 #include "rill.h"
 
 #ifdef __SANITIZE_ADDRESS__

@@ -123,13 +123,6 @@ Test(fiber, stacks_are_recycled_across_runs_and_sizes, .timeout = TEST_TIMEOUT) 
 
 /* The stacks a runtime leaves behind serve the next one, on any thread:
  * its burst of fibers maps no new stack. */
-static int count_mappings(void) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    int n = 0, c;
-    while (f && (c = fgetc(f)) != EOF) n += c == '\n';
-    if (f) fclose(f);
-    return n;
-}
 
 typedef struct burst {
     int n, mappings;

@@ -43,26 +43,6 @@ static bool kernel_installs_guards(void) {
     return ok;
 }
 
-static int count_mappings(void) {
-    FILE *f = fopen("/proc/self/maps", "r");
-    int n = 0, c;
-    while (f && (c = fgetc(f)) != EOF) n += c == '\n';
-    if (f) fclose(f);
-    return n;
-}
-
-/* A field of /proc/self/status ("VmRSS:", "VmSize:"), in KiB. */
-static long status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(field);
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0) v = strtol(line + n, NULL, 10);
-    if (f) fclose(f);
-    return v;
-}
-
 static long rss_kib(void) { return status_kib("VmRSS:"); }
 
 /* ---- many fibers asleep ------------------------------------------------------------ */
