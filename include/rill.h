@@ -231,7 +231,7 @@ RILL_API const rill_build *rill_build_info(void);
  * rill_run() is asyncio.run(): it creates this thread's runtime and libev loop,
  * runs main in a fiber, and when main returns cancels every task still running
  * and waits for them.  Ready fibers hand over to each other directly; the
- * reactor is entered only when none is ready (and briefly every 64 hand-offs,
+ * reactor is entered only when none is ready (and briefly every 256 hand-offs,
  * so that timers and I/O are never starved by fibers that keep yielding).
  *
  * If every fiber is blocked and nothing can wake one (no timer, no fd watcher,

@@ -56,7 +56,7 @@ rill_gen *rill__gen_new(rill_gen_fn *body, void *arg, const rill_opts *o,
     if (o && o->name) {
         strncpy(g->name_buf, o->name, sizeof g->name_buf - 1);
     } else {
-        rill__default_name(g->name_buf, sizeof g->name_buf, "gen-", ++rt->spawned);
+        rill__default_name(g->name_buf, sizeof g->name_buf, "gen-", &rt->spawned);
     }
     g->fiber.name = g->name_buf;
     g->fiber.ops = &gen_ops;

@@ -195,17 +195,30 @@ static inline void rill__zero(void *p, size_t n) {
     memset(c + i, 0, n - i);
 }
 
-/* Write "<prefix><n>" into buf (len bytes, truncated, always terminated).
- * No snprintf: it runs on every unnamed spawn. */
+/* A count kept in decimal, for default names ("task-12"): counted up in
+ * place, since a division per digit at every spawn cost more than the
+ * rest of naming. */
+typedef struct rill__name_count {
+    char digits[20];           /* most significant first; UINT64_MAX has 20 */
+    uint8_t len;               /* 0: the count is 0 */
+} rill__name_count;
+
+/* Count one more, and write "<prefix><count>" into buf (len bytes,
+ * truncated, always terminated). */
 static inline void rill__default_name(char *buf, size_t len, const char *prefix,
-                                      uint64_t n) {
+                                      rill__name_count *c) {
+    int k = c->len - 1;
+    while (k >= 0 && c->digits[k] == '9') c->digits[k--] = '0';
+    if (k >= 0) {
+        c->digits[k]++;
+    } else if (c->len < sizeof c->digits) { /* 9...9 + 1: one digit more */
+        memmove(c->digits + 1, c->digits, c->len++);
+        c->digits[0] = '1';
+    }
     if (!len) return;
-    char digits[20]; /* UINT64_MAX has 20 */
-    size_t k = 0;
-    do digits[k++] = (char)('0' + n % 10); while ((n /= 10));
     size_t i = 0;
     for (const char *p = prefix; *p && i + 1 < len; p++) buf[i++] = *p;
-    while (k && i + 1 < len) buf[i++] = digits[--k];
+    for (unsigned d = 0; d < c->len && i + 1 < len; d++) buf[i++] = c->digits[d];
     buf[i] = 0;
 }
 
@@ -414,7 +427,7 @@ typedef struct rill__rt {
     size_t nfibers;            /* length of `all` */
     unsigned budget;           /* hand-offs left before the host polls */
     unsigned keepalive;        /* see "What keeps a run alive" */
-    uint64_t spawned;          /* for default names */
+    rill__name_count spawned;  /* fibers made, for default names */
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
     ev_prepare prepare;        /* right before each poll: poll_hooks, and,

@@ -46,7 +46,7 @@ rill_task *rill__task_new(rill_fn *fn, void *arg, const rill_opts *o) {
         strncpy(t->name_buf, o->name, sizeof t->name_buf - 1);
         t->name_buf[sizeof t->name_buf - 1] = 0;
     } else {
-        rill__default_name(t->name_buf, sizeof t->name_buf, "task-", ++rt->spawned);
+        rill__default_name(t->name_buf, sizeof t->name_buf, "task-", &rt->spawned);
     }
     t->fiber.name = t->name_buf;
     rill__list_init(&t->joiners);

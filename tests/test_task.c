@@ -212,6 +212,30 @@ FIBER_TEST(task, names_default_to_task_n_and_can_be_given) {
     return 0;
 }
 
+/* Default names count up in decimal across every carry (9 -> 10, ...,
+ * 999 -> 1000), whatever count the runtime had reached. */
+FIBER_TEST(task, default_names_count_up_one_by_one) {
+    rill_task *t = rill_spawn(returns_arg, NULL);
+    long first = strtol(rill_task_name(t) + 5, NULL, 10);
+    cr_assert(first >= 1, "name %s", rill_task_name(t));
+    expect_eq(rill_join(t), 0);
+    for (long k = 1; k <= 1200; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "task-%ld", first + k);
+        t = rill_spawn(returns_arg, NULL);
+        cr_assert_str_eq(rill_task_name(t), want);
+        expect_eq(rill_join(t), 0);
+    }
+    rill_gen *g = rill_gen_new(NULL, NULL); /* refused: no name is taken */
+    cr_assert_null(g);
+    t = rill_spawn(returns_arg, NULL);
+    char want[32];
+    snprintf(want, sizeof want, "task-%ld", first + 1201);
+    cr_expect_str_eq(rill_task_name(t), want);
+    expect_eq(rill_join(t), 0);
+    return 0;
+}
+
 static int uses_stack(void *arg) {
     size_t n = (size_t)arg;
     volatile char buf[200 * 1024];
