@@ -58,6 +58,11 @@ else
 VARIANT = $(SWITCH)
 endif
 
+ifeq ($(SANITIZER)-$(SWITCH),thread-portable)
+# ThreadSanitizer keeps each fiber's _setjmp buffers apart: a _longjmp back
+# into a suspended fiber is not found there, and it aborts.
+$(error SANITIZER=thread does not work with SWITCH=portable: use ucontext or fast)
+endif
 ifeq ($(SANITIZER),thread)
 SAN_FLAGS = -fsanitize=thread -fno-omit-frame-pointer
 CHECKER = tsan

@@ -395,7 +395,7 @@ typedef struct rill__fds {     /* fd.c */
     rill__hook recheck;        /* before each poll: closed fds */
 } rill__fds;
 
-typedef struct rill__signals { /* fiber.c */
+typedef struct rill__signals { /* stack.c */
     void *altstack;            /* the overflow handler's stack */
     stack_t old_altstack;
 } rill__signals;
@@ -427,7 +427,7 @@ typedef struct rill__rt {
     size_t nfibers;            /* length of `all` */
     unsigned budget;           /* hand-offs left before the host polls */
     unsigned keepalive;        /* see "What keeps a run alive" */
-    rill__name_count spawned;  /* fibers made, for default names */
+    rill__name_count spawned;  /* unnamed fibers made, for default names */
     ev_timer wakeup;           /* armed for the heap's earliest deadline */
     double wakeup_at;
     ev_prepare prepare;        /* right before each poll: poll_hooks, and,

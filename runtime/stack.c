@@ -647,14 +647,11 @@ void rill__stack_check(const rill__fiber *f) {
 
 /* ---- the module -------------------------------------------------------------------- */
 
-static void stacks_run_end(rill__rt *rt) {
+/* The end of a run and of the thread's runtime alike: the pool to the
+ * stash, empty slabs unmapped, the signal stack freed. */
+static void stacks_end(rill__rt *rt) {
     stacks_trim();
     signals_end(rt);
 }
 
-static void stacks_term(rill__rt *rt) {
-    stacks_trim();
-    signals_end(rt);
-}
-
-const rill__module rill__stack_module = {.run_end = stacks_run_end, .term = stacks_term};
+const rill__module rill__stack_module = {.run_end = stacks_end, .term = stacks_end};

@@ -5,6 +5,15 @@
 
 #include "helpers.h"
 
+/* GCC says __SANITIZE_ADDRESS__, Clang __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BUILT_WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUILT_WITH_ASAN 1
+#endif
+#endif
+
 Test(build, info_names_the_backend_this_copy_was_built_with, .timeout = TEST_TIMEOUT) {
     const rill_build *b = rill_build_info();
     cr_assert_not_null(b);
@@ -20,7 +29,7 @@ Test(build, info_names_the_backend_this_copy_was_built_with, .timeout = TEST_TIM
     cr_expect_str_eq(b->switch_method, method);
     cr_expect_eq(b->fiber_sigmask, strcmp(b->switch_backend, "ucontext") == 0);
     cr_expect_eq(b->fiber_fp_control, strcmp(b->switch_backend, "portable") != 0);
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(BUILT_WITH_ASAN)
     cr_expect_str_eq(b->checker, "address");
 #else
     cr_expect_str_eq(b->checker, "none");
