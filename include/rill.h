@@ -46,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -968,6 +970,124 @@ RILL_API rill_gen *rill_gen_prefetch_sized(rill_gen *src, size_t depth, rill_siz
 /* A size function for NUL-terminated strings: strlen(item) + 1 (0 for
  * NULL). */
 RILL_API size_t rill_size_str(const void *item, void *ctx);
+
+/* ===========================================================================
+ * Streams and sockets (asyncio streams, loop.sock_*, Trio's SocketStream)
+ *
+ * Each call waits for its fd with the reactor and lets other fibers run
+ * meanwhile.  The sockets rill creates are non-blocking and close-on-exec;
+ * its TCP sockets have TCP_NODELAY set (small writes leave at once, as in
+ * asyncio).  On a socket of yours, rill_read and rill_write pass
+ * MSG_DONTWAIT and leave the socket's flags alone; any other fd (a pipe, a
+ * terminal) is switched to O_NONBLOCK at its first rill_read or rill_write,
+ * which everyone sharing it sees.  No call raises SIGPIPE: sockets are
+ * written with MSG_NOSIGNAL, and the first rill_write to anything else
+ * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
+ * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
+ * around any of these makes them return -ECANCELED at the deadline
+ * (rill_scope_cancelled_caught(&s) tells that apart from a cancellation).
+ *
+ * Every call here is a cancellation point (see "Conventions"); a cancelled
+ * read, accept or connect has no effect.  Close an fd that fibers may be
+ * waiting on with rill_close: it wakes them, whereas close() leaves them to
+ * the check rill_wait_fd describes, and a number reused at once could wake
+ * them for another file.
+ * ======================================================================== */
+
+/* Read up to n bytes from fd into buf (asyncio's loop.sock_recv, reader.read(n)):
+ * returns as soon as some bytes are there, waiting until fd is readable
+ * if none are.  Returns the count (> 0), 0 at the end of the stream (or for
+ * n == 0), or -ECANCELED (no byte consumed), -EBADF (fd not open, or closed
+ * by rill_close while waiting), -ECONNRESET, -ETIMEDOUT (the kernel gave up
+ * on the peer), -EINVAL (buf NULL with n > 0), -EPERM outside a fiber,
+ * -ENOMEM, or read()'s errno. */
+RILL_API ssize_t rill_read(int fd, void *buf, size_t n);
+
+/* Write all n bytes of buf to fd (writer.write + drain, loop.sock_sendall),
+ * waiting for room as often as needed while other fibers run.  Returns n,
+ * or a negative errno: -EPIPE or -ECONNRESET (the peer is gone; never
+ * SIGPIPE), -EBADF, -EINVAL (buf NULL with n > 0), -EPERM outside a
+ * fiber, -ENOMEM, or write()'s errno.  -ECANCELED (cancelled, or a scope's
+ * deadline, while waiting for room) means an unknown prefix of buf may have
+ * been written, as with a cancelled drain(): the stream is then fit only
+ * to be closed.  A caller cancelled before the call writes nothing.
+ * Two fibers writing to one fd at once may interleave their bytes where
+ * one waits for room: let one fiber write, or hold a rill_lock. */
+RILL_API ssize_t rill_write(int fd, const void *buf, size_t n);
+
+/* A listening TCP socket (asyncio.start_server's socket) bound to host
+ * (a name or numeric address, looked up on the thread pool unless
+ * numeric; NULL: every interface, IPv6 and IPv4 at once where the kernel
+ * allows it, else IPv4) and port (0: any free port, see rill_local_port),
+ * with SO_REUSEADDR, every address of the lookup tried in turn.  backlog
+ * <= 0 means SOMAXCONN.  Returns the fd, or -EINVAL (port outside
+ * 0..65535), -ENXIO (host not found), -EAGAIN (lookup failed for now),
+ * -EADDRINUSE, -EACCES, -EADDRNOTAVAIL, -EMFILE, -ENOMEM, or -ECANCELED /
+ * -EPERM while the lookup of a name runs (a numeric host needs no fiber). */
+RILL_API int rill_tcp_listen(const char *host, int port, int backlog);
+
+/* Accept a connection on the listening socket lfd (loop.sock_accept),
+ * waiting for one.  The new fd is non-blocking and close-on-exec (with
+ * TCP_NODELAY for TCP).  addr and len are as for accept() (both NULL, or
+ * *len the size of addr).  Connections aborted before they were accepted
+ * are skipped.  Returns the fd, or -ECANCELED (nothing accepted), -EBADF,
+ * -EINVAL (lfd not listening, or addr without len), -ENOTSOCK, -EMFILE or
+ * -ENFILE (out of fds: the connection waits in the backlog), -ENOMEM,
+ * -EPERM outside a fiber. */
+RILL_API int rill_accept(int lfd, struct sockaddr *addr, socklen_t *len);
+
+/* Connect to host:port over TCP (asyncio.open_connection): the name is
+ * looked up on the thread pool (a numeric address needs no lookup), and
+ * every address it gives is tried in turn until one connects.  Returns the
+ * connected fd, or the last address's error: -ECONNREFUSED, -ETIMEDOUT,
+ * -ENETUNREACH, -EHOSTUNREACH, ...; -ENXIO (host not found), -EAGAIN (the
+ * lookup failed for now), -EINVAL (host NULL, port outside 1..65535),
+ * -ECANCELED (no connection is left behind; a lookup under way finishes on
+ * its pool thread without the caller), -EPERM outside a fiber, -EMFILE,
+ * -ENOMEM. */
+RILL_API int rill_tcp_connect(const char *host, int port);
+
+/* A listening AF_UNIX stream socket bound to path (asyncio.start_unix_server).
+ * A socket file left at path by a server that is gone is replaced (one
+ * that still accepts gives -EADDRINUSE); the file stays after rill_close
+ * (unlink it).  A path starting with '@' names a socket in Linux's
+ * abstract namespace (no file).  backlog <= 0 means SOMAXCONN.  Returns the
+ * fd, or -EINVAL (path NULL or empty), -ENAMETOOLONG (108 bytes or more),
+ * -EADDRINUSE, -EACCES, -ENOENT (no such directory), -EMFILE, -ENOMEM.
+ * Does not block. */
+RILL_API int rill_unix_listen(const char *path, int backlog);
+
+/* Connect to the AF_UNIX stream socket at path ('@' as above), waiting
+ * while the server's backlog is full.  Returns the fd, or -ENOENT,
+ * -ECONNREFUSED (nothing listens there), -EACCES, -EINVAL, -ENAMETOOLONG,
+ * -ECANCELED, -EPERM outside a fiber, -EMFILE, -ENOMEM. */
+RILL_API int rill_unix_connect(const char *path);
+
+/* The port a TCP socket is bound to (after rill_tcp_listen(host, 0, ...),
+ * the one the kernel chose).  Returns it (0..65535), or -EBADF, -ENOTSOCK,
+ * -EAFNOSUPPORT (not an IPv4 or IPv6 socket).  Does not block. */
+RILL_API int rill_local_port(int fd);
+
+/* Close fd (writer.close()): first every fiber of this thread's runtime
+ * waiting on fd (rill_read, rill_write, rill_accept, rill_wait_fd, ...)
+ * wakes with -EBADF and rill forgets the fd, so a number the kernel reuses
+ * at once never wakes them; then close().  Never blocks, and the fd is
+ * closed whatever it returns: 0, -EBADF (fd not open), or -EIO (an error
+ * the kernel reported while closing; an interrupted close counts as done).
+ * Works outside a fiber too. */
+RILL_API int rill_close(int fd);
+
+/* A generator of the lines read from the stream fd (`async for line in
+ * reader`): each value is a char *, the line without its "\n" or "\r\n",
+ * NUL-terminated, valid until the generator is resumed again; a last line
+ * without a newline is yielded at the end of the stream.  A line longer
+ * than 1 MiB ends the body with -E2BIG (rather than a buffer without
+ * bound).  The body reads with rill_read: it returns 0 at the end of the
+ * stream, or rill_read's error (-ECONNRESET, -ECANCELED, -EBADF, ...).
+ * fd stays open and the caller's; bytes read past the last line yielded
+ * are lost when the generator is freed.  Returns NULL with errno EBADF
+ * (fd < 0) or ENOMEM.  Free it with rill_gen_free. */
+RILL_API rill_gen *rill_lines(int fd);
 
 /* ===========================================================================
  * Files
