@@ -9,6 +9,8 @@
 #                             SWITCH=portable (build/portable); ucontext is the default
 #   make demo                 run every demo with short delays
 #   make bench                micro-benchmarks of every switch backend, side by side
+#                             (and the echo server's round trips against plain epoll)
+#   make bench-io             the SSE demo under wrk, and 10 000 streams held at once
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
@@ -89,7 +91,9 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
 DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%)
-BENCH_SRC = $(wildcard bench/*.c)
+# bench/sse_clients.c is a load client of bench/sse-load.sh (make bench-io),
+# not a benchmark of its own.
+BENCH_SRC = $(filter-out bench/sse_clients.c,$(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
@@ -99,7 +103,7 @@ DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
 .PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
-        bench bench-bins install uninstall echo clean deps deps-test
+        bench bench-bins bench-io install uninstall echo clean deps deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -250,6 +254,16 @@ bench: deps
 
 bench-bins: $(BENCH_BIN)
 	@:
+
+# The SSE demo under load (bench/sse-load.sh): wrk against /stream, then
+# 1000, 5000 and 10 000 streams held at once by bench/sse_clients.  Not part
+# of make bench or make test: it takes about a minute and raises ulimit -n.
+bench-io: deps $(BUILD)/demos/sse $(BUILD)/bench-io/sse_clients
+	@bench/sse-load.sh $(BUILD)/demos/sse $(BUILD)/bench-io/sse_clients
+
+$(BUILD)/bench-io/sse_clients: bench/sse_clients.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS)
 
 # ---- install ------------------------------------------------------------------------
 install: all
