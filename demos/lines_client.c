@@ -90,7 +90,7 @@ static int make_stream(stream *st) {
             n = 0; /* an empty line counts as a line */
             st->empty_lines++;
         } else {
-            n = (size_t)sprintf(line, "line %d", i + 1);
+            n = (size_t)sprintf(line, "line %d: ", i + 1);
             size_t pad = next_rand(&r) % 300;
             for (size_t k = 0; k < pad; k++) line[n++] = (char)(' ' + next_rand(&r) % 95);
         }
@@ -120,13 +120,23 @@ static int produce(void *arg) {
     uint32_t r = 777;
     int rc = 0;
     for (size_t at = 0; at < p->len && rc == 0;) {
-        size_t n = 1 + next_rand(&r) % (next_rand(&r) % 4 == 0 ? 16 : 16384);
+        uint32_t small = next_rand(&r) % 4 == 0;
+        size_t n = 1 + next_rand(&r) % (small ? 16 : 16384);
         if (n > p->len - at) n = p->len - at;
-        if (p->bytes[at + n - 1] == '\r') p->split_crlf++;
+        if (next_rand(&r) % 8 == 0) { /* end this chunk between "\r" and "\n" */
+            const char *cr = memchr(p->bytes + at, '\r', p->len - at);
+            if (cr && cr[1] == '\n') n = (size_t)(cr - (p->bytes + at)) + 1;
+        }
+        bool split = p->bytes[at + n - 1] == '\r';
         ssize_t w = rill_write(fd, p->bytes + at, n);
         if (w < 0) rc = (int)w;
         at += n;
-        if (++p->chunks % PAUSE_EVERY == 0 && rc == 0) rc = rill_sleep(PAUSE * scale);
+        p->chunks++;
+        p->split_crlf += split;
+        /* A pause lets the reader take in what came so far: after a chunk
+         * ending in "\r" it reads that "\r" without its "\n". */
+        if (rc == 0 && (split || p->chunks % PAUSE_EVERY == 0))
+            rc = rill_sleep(PAUSE * scale / (split ? 10 : 1));
     }
     rill_close(fd);
     return rc;
