@@ -12,20 +12,20 @@
  *     for EPOLLOUT, reading that connection paused meanwhile), TCP_NODELAY
  *     as rill sets it.
  * The load client (this process, plain epoll, no rill) keeps CONNS
- * connections with one SIZE-byte message in flight each: it sends, waits
- * for the whole echo, checks it, sends again.  Each round starts one
- * server, warms up, then counts round trips for the measured window, and
- * reads the server's CPU time (/proc/PID/stat) across that window: CPU µs
- * per round trip shows the server's own cost even when the client, on the
- * other core, limits the rate.  The two servers alternate, round by round
- * (the first of each pair alternating too), so a busy spell of the machine
- * hits both alike; the ratios are the medians of the per-round ratios.
+ * connections to each server with one SIZE-byte message in flight on each
+ * connection of the server it drives: it sends, waits for the whole echo,
+ * checks it, sends again.  It drives the two servers in turn, in slices of
+ * 0.25 s (see slice()), so both are measured side by side through the
+ * same spells of a busy machine; the ratio is the median of the ratios of
+ * neighbouring slices.  Each server's CPU time (/proc/PID/stat) over the
+ * measured slices, per round trip, shows its own cost even when the
+ * client, on the other core, limits the rate.
  *
- *   echo                 3 rounds of each, 3 s measured after 0.5 s of warm-up
- *   echo --quick         3 rounds of each, 1 s after 0.2 s
- *   echo --seconds S --warmup W --rounds N --conns C --size B
+ *   echo                 4 s of slices on each server after 1 s of warm-up
+ *   echo --quick         1 s of each after 0.5 s
+ *   echo --seconds S --warmup W --conns C --size B
  *   echo --rows          also "=echo<TAB>rill rt/s<TAB>epoll rt/s<TAB>ratio
- *                        <TAB>rill cpu us/rt<TAB>epoll cpu us/rt" for
+ *                        <TAB>rill CPU us/rt<TAB>epoll CPU us/rt" for
  *                        scripts/bench-compare.sh
  */
 #include <errno.h>
@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -48,7 +47,6 @@
 #include "rill.h"
 
 #define BUF (16 * 1024)   /* each server's read buffer */
-#define MAX_ROUNDS 15
 
 static double now_s(void) {
     struct timespec ts;
@@ -187,6 +185,8 @@ typedef struct server {
     int port, ctl; /* ctl: the pipe's write end */
 } server;
 
+static int started[2], nstarted; /* the pipes of the servers started */
+
 static server start_server(int kind) {
     int ctl[2], portpipe[2];
     if (pipe2(ctl, O_CLOEXEC) < 0 || pipe2(portpipe, O_CLOEXEC) < 0) die("pipe", errno);
@@ -194,6 +194,7 @@ static server start_server(int kind) {
     pid_t pid = fork();
     if (pid < 0) die("fork", errno);
     if (pid == 0) {
+        for (int i = 0; i < nstarted; i++) close(started[i]); /* the other server's pipe */
         close(ctl[1]);
         close(portpipe[0]);
         int lfd = rill_tcp_listen("127.0.0.1", 0, 0); /* does not block: needs no fiber */
@@ -213,6 +214,7 @@ static server start_server(int kind) {
     close(ctl[0]);
     close(portpipe[1]);
     server s = {.pid = pid, .ctl = ctl[1]};
+    started[nstarted++] = ctl[1];
     if (read(portpipe[0], &s.port, sizeof s.port) != sizeof s.port) die("server start", EIO);
     close(portpipe[0]);
     return s;
@@ -241,97 +243,86 @@ static double cpu_seconds(pid_t pid) {
     return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static double self_cpu(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
 /* ---- the load client ----------------------------------------------------------- */
 
-typedef struct result {
-    double rps;           /* round trips per second in the window */
-    double server_us;     /* server CPU µs per round trip */
-    double client_us;     /* client CPU µs per round trip */
-} result;
+/* Both servers run at once; the client holds `conns` connections to each
+ * and drives one server at a time, in slices of SLICE seconds: a slice
+ * sends one message on each of its server's connections, sends the next
+ * on each as its echo comes back, stops sending when the slice's time is
+ * up and ends when the last echo is in.  The other server waits in
+ * epoll_wait meanwhile, costing nothing.  Slices alternate ABBA (rill,
+ * epoll, epoll, rill, ...): each pair's ratio compares two neighbouring
+ * slices, so a busy spell of the shared machine, which lasts longer than
+ * a slice, hits both sides of a pair alike. */
+#define SLICE 0.25
+#define MAX_SLICES 4096
 
 typedef struct conn {
-    int fd;
+    int fd, kind;
     size_t got;
     char in[256];
 } conn;
 
 static int conns = 100, size = 64;
-static double seconds = 3, warmup = 0.5;
+static double seconds = 4, warmup = 1;
 
-static result load(server *s) {
-    conn *c = calloc((size_t)conns, sizeof *c);
+typedef struct client {
+    conn *c;       /* conns of the rill server, then conns of the epoll one */
+    int ep;
     char msg[256];
-    for (int i = 0; i < size; i++) msg[i] = (char)('a' + i % 26);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (!c || ep < 0) die("client setup", errno);
+} client;
+
+static void connect_all(client *cl, server *s, int kind) {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (int i = 0; i < conns; i++) {
-        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c[i].fd < 0 || connect(c[i].fd, (struct sockaddr *)&a, sizeof a) < 0)
+    for (int i = kind * conns; i < (kind + 1) * conns; i++) {
+        conn *x = &cl->c[i];
+        x->kind = kind;
+        x->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (x->fd < 0 || connect(x->fd, (struct sockaddr *)&a, sizeof a) < 0)
             die("connect", errno);
         int one = 1;
-        setsockopt(c[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        fcntl(c[i].fd, F_SETFL, O_NONBLOCK);
+        setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        fcntl(x->fd, F_SETFL, O_NONBLOCK);
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, c[i].fd, &ev) < 0) die("epoll_ctl", errno);
+        if (epoll_ctl(cl->ep, EPOLL_CTL_ADD, x->fd, &ev) < 0) die("epoll_ctl", errno);
     }
-    for (int i = 0; i < conns; i++)
-        if (send(c[i].fd, msg, (size_t)size, MSG_NOSIGNAL) != size) die("send", errno);
+}
 
-    double t0 = now_s(), start = t0 + warmup, end = start + seconds;
-    double s_cpu0 = 0, c_cpu0 = 0;
-    long trips = 0, counted0 = 0;
-    bool measuring = false;
+/* One slice on server `kind`: round trips per second. */
+static double slice(client *cl, int kind) {
+    double t0 = now_s(), end = t0 + SLICE;
+    long trips = 0;
+    int in_flight = 0;
+    for (int i = kind * conns; i < (kind + 1) * conns; i++, in_flight++)
+        if (send(cl->c[i].fd, cl->msg, (size_t)size, MSG_NOSIGNAL) != size) die("send", errno);
     struct epoll_event evs[256];
-    for (;;) {
-        double t = now_s();
-        if (!measuring && t >= start) {
-            measuring = true;
-            counted0 = trips;
-            s_cpu0 = cpu_seconds(s->pid);
-            c_cpu0 = self_cpu();
-            start = t;
-        }
-        if (t >= end) {
-            end = t;
-            break;
-        }
-        int n = epoll_wait(ep, evs, 256, 100);
+    bool sending = true;
+    while (in_flight > 0) {
+        int n = epoll_wait(cl->ep, evs, 256, 1000);
         if (n < 0 && errno != EINTR) die("epoll_wait", errno);
+        if (n == 0) die("no echo for a second", ETIMEDOUT);
+        if (sending && now_s() >= end) sending = false;
         for (int k = 0; k < n; k++) {
-            conn *x = &c[evs[k].data.u32];
+            conn *x = &cl->c[evs[k].data.u32];
             ssize_t r = read(x->fd, x->in + x->got, sizeof x->in - x->got);
             if (r == 0) die("the server closed a connection", EPIPE);
             if (r < 0) {
                 if (errno == EAGAIN) continue;
                 die("read", errno);
             }
+            if (x->kind != kind) die("an echo from the idle server", EPROTO);
             x->got += (size_t)r;
             if (x->got < (size_t)size) continue;
-            if (x->got > (size_t)size || memcmp(x->in, msg, (size_t)size) != 0)
+            if (x->got > (size_t)size || memcmp(x->in, cl->msg, (size_t)size) != 0)
                 die("the echo differs from the message", EPROTO);
             x->got = 0;
             trips++;
-            if (send(x->fd, msg, (size_t)size, MSG_NOSIGNAL) != size) die("send", errno);
+            if (!sending) in_flight--;
+            else if (send(x->fd, cl->msg, (size_t)size, MSG_NOSIGNAL) != size) die("send", errno);
         }
     }
-    double s_cpu = cpu_seconds(s->pid) - s_cpu0, c_cpu = self_cpu() - c_cpu0;
-    long counted = trips - counted0;
-    for (int i = 0; i < conns; i++) close(c[i].fd);
-    close(ep);
-    free(c);
-    result r = {.rps = (double)counted / (end - start),
-                .server_us = counted ? s_cpu * 1e6 / (double)counted : 0,
-                .client_us = counted ? c_cpu * 1e6 / (double)counted : 0};
-    return r;
+    return (double)trips / (now_s() - t0);
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -341,43 +332,35 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static double median(const double *v, int n) {
-    double s[MAX_ROUNDS];
-    memcpy(s, v, (size_t)n * sizeof *v);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-static double minmax(const double *v, int n, bool max) {
-    double m = v[0];
-    for (int i = 1; i < n; i++) m = max ? (v[i] > m ? v[i] : m) : (v[i] < m ? v[i] : m);
-    return m;
+/* The median of v[0..n), which it sorts. */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s [--quick] [--rows] [--seconds S] [--warmup S] [--rounds N] [--conns N] "
+            "usage: %s [--quick] [--rows] [--seconds S] [--warmup S] [--conns N] "
             "[--size BYTES]\n",
             prog);
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    int rounds = 3;
     bool rows = false;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         bool has = i + 1 < argc;
-        if (strcmp(o, "--quick") == 0) seconds = 1, warmup = 0.2;
+        if (strcmp(o, "--quick") == 0) seconds = 1, warmup = 0.5;
         else if (strcmp(o, "--rows") == 0) rows = true;
         else if (strcmp(o, "--seconds") == 0 && has) seconds = atof(argv[++i]);
         else if (strcmp(o, "--warmup") == 0 && has) warmup = atof(argv[++i]);
-        else if (strcmp(o, "--rounds") == 0 && has) rounds = atoi(argv[++i]);
         else if (strcmp(o, "--conns") == 0 && has) conns = atoi(argv[++i]);
         else if (strcmp(o, "--size") == 0 && has) size = atoi(argv[++i]);
         else usage(argv[0]);
     }
-    if (!(seconds > 0) || warmup < 0 || rounds < 1 || rounds > MAX_ROUNDS || conns < 1 ||
+    int pairs = (int)(seconds / SLICE + 0.5), warm = (int)(warmup / SLICE / 2 + 0.5);
+    if (pairs < 1 || pairs > MAX_SLICES / 2 || warmup < 0 || warmup > 60 || conns < 1 ||
         conns > 10000 || size < 1 || size > 256)
         usage(argv[0]);
     signal(SIGPIPE, SIG_IGN);
@@ -390,42 +373,64 @@ int main(int argc, char **argv) {
         fclose(la);
     }
     const rill_build *b = rill_build_info();
-    printf("# rill echo bench | switch: %s (%s) | %d connections, one %d-byte message in "
-           "flight each | %d rounds of each server, %.1f s after %.1f s of warm-up | load "
-           "average at start %.2f\n",
-           b->switch_backend, b->switch_method, conns, size, rounds, seconds, warmup, load1);
+    printf("# rill echo bench | switch: %s (%s) | %d connections to each server, one %d-byte "
+           "message in flight each | %d slices of %.2f s on each server, alternating, after "
+           "%d of warm-up | load average at start %.2f\n",
+           b->switch_backend, b->switch_method, conns, size, pairs, SLICE, 2 * warm, load1);
 
-    double rps[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS], ccpu[2][MAX_ROUNDS];
-    double ratio[MAX_ROUNDS], cpu_ratio[MAX_ROUNDS];
-    for (int r = 0; r < rounds; r++) {
-        for (int k = 0; k < 2; k++) {
-            int kind = (r + k) % 2; /* rill first in even rounds, epoll in odd ones */
-            server s = start_server(kind);
-            result res = load(&s);
-            stop_server(&s);
-            rps[kind][r] = res.rps;
-            cpu[kind][r] = res.server_us;
-            ccpu[kind][r] = res.client_us;
-        }
-        ratio[r] = rps[RILL][r] / rps[EPOLL][r];
-        cpu_ratio[r] = cpu[RILL][r] / cpu[EPOLL][r];
+    client cl = {.c = calloc(2 * (size_t)conns, sizeof(conn)), .ep = epoll_create1(EPOLL_CLOEXEC)};
+    if (!cl.c || cl.ep < 0) die("client setup", errno);
+    for (int i = 0; i < size; i++) cl.msg[i] = (char)('a' + i % 26);
+    server srv[2] = {start_server(RILL), start_server(EPOLL)};
+    connect_all(&cl, &srv[RILL], RILL);
+    connect_all(&cl, &srv[EPOLL], EPOLL);
+
+    static double rps[2][MAX_SLICES / 2], ratio[MAX_SLICES / 2];
+    double cpu0[2] = {0}, t_cpu[2];
+    for (int p = -warm; p < pairs; p++) {
+        if (p == 0)
+            for (int k = 0; k < 2; k++) cpu0[k] = cpu_seconds(srv[k].pid);
+        int first = (p + warm) % 2; /* ABBA: rill first in even pairs */
+        double r[2];
+        r[first] = slice(&cl, first);
+        r[!first] = slice(&cl, !first);
+        if (p < 0) continue;
+        rps[RILL][p] = r[RILL];
+        rps[EPOLL][p] = r[EPOLL];
+        ratio[p] = r[RILL] / r[EPOLL];
     }
-    printf("%-52s %12s %21s %14s %14s\n", "server", "round trips/s", "(min..max)",
-           "server CPU us", "client CPU us");
+    for (int k = 0; k < 2; k++) t_cpu[k] = cpu_seconds(srv[k].pid) - cpu0[k];
+    /* CPU per round trip: the server's CPU time over the measured slices
+     * (it is idle in the other's), over its round trips then. */
+    double trips[2] = {0, 0};
+    for (int p = 0; p < pairs; p++)
+        for (int k = 0; k < 2; k++) trips[k] += rps[k][p] * SLICE;
+    double us[2] = {t_cpu[0] * 1e6 / trips[0], t_cpu[1] * 1e6 / trips[1]};
+    for (int i = 0; i < 2 * conns; i++) close(cl.c[i].fd);
+    close(cl.ep);
+    free(cl.c);
+    stop_server(&srv[RILL]);
+    stop_server(&srv[EPOLL]);
+
+    double lo[2], hi[2], med[2];
+    for (int k = 0; k < 2; k++) {
+        med[k] = median(rps[k], pairs); /* sorts */
+        lo[k] = rps[k][0];
+        hi[k] = rps[k][pairs - 1];
+    }
+    double rmed = median(ratio, pairs), rlo = ratio[0], rhi = ratio[pairs - 1];
+    printf("%-52s %13s %21s %16s\n", "server", "round trips/s", "(slices' min..max)",
+           "server CPU us/rt");
     static const char *const label[] = {
         "rill: rill_read + rill_write, a task per connection",
         "plain C: epoll (level-triggered), read + write"};
     for (int k = 0; k < 2; k++)
-        printf("%-52s %12.0f %10.0f..%-10.0f %14.2f %14.2f\n", label[k],
-               median(rps[k], rounds), minmax(rps[k], rounds, false), minmax(rps[k], rounds, true),
-               median(cpu[k], rounds), median(ccpu[k], rounds));
-    double rmed = median(ratio, rounds), cmed = median(cpu_ratio, rounds);
-    printf("rill / epoll: %.3fx the round trips per second (goal >= 0.9; per round:", rmed);
-    for (int r = 0; r < rounds; r++) printf(" %.3f", ratio[r]);
-    printf("), %.2fx the server CPU per round trip\n", cmed);
+        printf("%-52s %13.0f %10.0f..%-10.0f %16.2f\n", label[k], med[k], lo[k], hi[k], us[k]);
+    printf("rill / epoll: %.3fx the round trips per second (median of %d pairs of slices, "
+           "%.3f..%.3f; goal >= 0.9), %.2fx the server CPU per round trip\n",
+           rmed, pairs, rlo, rhi, us[RILL] / us[EPOLL]);
     if (rows)
-        printf("=echo\t%.0f\t%.0f\t%.4f\t%.3f\t%.3f\n", median(rps[RILL], rounds),
-               median(rps[EPOLL], rounds), rmed, median(cpu[RILL], rounds),
-               median(cpu[EPOLL], rounds));
+        printf("=echo\t%.0f\t%.0f\t%.4f\t%.3f\t%.3f\n", med[RILL], med[EPOLL], rmed, us[RILL],
+               us[EPOLL]);
     return 0;
 }
