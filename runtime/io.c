@@ -58,7 +58,9 @@ ssize_t rill_read(int fd, void *buf, size_t n) {
     if (!buf && n) return -EINVAL;
     int rc = rill__scope_checkpoint();
     if (rc) return rc;
-    if (n && rill__fd_drained(fd)) {
+    /* An empty socket says EAGAIN even to a read of nothing. */
+    if (n == 0) return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+    if (rill__fd_drained(fd)) {
         rill__fd_set_drained(fd, false);
         rc = rill__fd_block(fd, RILL_READ);
         if (rc < 0) return rc;
