@@ -61,53 +61,59 @@ typedef struct server {
 typedef struct conn {
     server *srv;
     int fd, id;
+    char *out;             /* the line being echoed, with its "\n" back on */
+    size_t cap;
 } conn;
+
+/* writer.write(line + "\n"); await writer.drain(): rill_write returns once
+ * every byte is with the kernel.  Returns its result, or -ENOMEM. */
+static ssize_t echo_line(conn *c, const char *line) {
+    size_t n = strlen(line);
+    if (n + 1 > c->cap) {
+        char *bigger = realloc(c->out, n + 1);
+        if (!bigger) return -ENOMEM;
+        c->out = bigger;
+        c->cap = n + 1;
+    }
+    memcpy(c->out, line, n);
+    c->out[n] = '\n';
+    ssize_t w = rill_write(c->fd, c->out, n + 1);
+    if (w > 0) {
+        c->srv->lines++;
+        c->srv->bytes += w;
+    }
+    return w;
+}
 
 /* handle(reader, writer): echo every line until the client is done. */
 static int handle(void *arg) {
-    conn c = *(conn *)arg;
-    free(arg);
-    server *s = c.srv;
+    conn *c = arg;
+    server *s = c->srv;
     if (++s->live > s->max_live) s->max_live = s->live;
-    if (s->verbose) printf("client %d connected\n", c.id);
+    if (s->verbose) printf("client %d connected\n", c->id);
 
-    char *out = NULL; /* the line with its "\n" back on */
-    size_t cap = 0;
     int rc = 0;
-    rill_gen *lines = rill_lines(c.fd);
+    rill_gen *lines = rill_lines(c->fd);
     if (!lines) rc = -errno;
     char *line;
     if (lines) rill_foreach(line, lines) {
-        size_t n = strlen(line);
-        if (n + 1 > cap) {
-            char *bigger = realloc(out, n + 1);
-            if (!bigger) {
-                rc = -ENOMEM;
-                break;
-            }
-            out = bigger;
-            cap = n + 1;
-        }
-        memcpy(out, line, n);
-        out[n] = '\n';
-        ssize_t w = rill_write(c.fd, out, n + 1); /* writer.write + drain */
+        ssize_t w = echo_line(c, line);
         if (w < 0) {
             rc = (int)w;
             break;
         }
-        s->lines++;
-        s->bytes += (long)n + 1;
     }
-    if (rc == 0 && lines) rc = rill_gen_status(lines); /* 0: end of stream */
+    if (rc == 0 && lines) rc = rill_gen_status(lines); /* 0: the end of the stream */
     rill_gen_free(lines);
-    free(out);
-    rill_close(c.fd); /* writer.close() */
+    rill_close(c->fd); /* writer.close() */
     s->live--;
     if (rc == 0) s->ended_eof++;
     else if (rc == -ECANCELED) s->ended_cancelled++;
     else s->ended_error++;
     if (s->verbose)
-        printf("client %d %s\n", c.id, rc == 0 ? "disconnected" : rill_strerror(rc));
+        printf("client %d %s\n", c->id, rc == 0 ? "disconnected" : rill_strerror(rc));
+    free(c->out);
+    free(c);
     return 0; /* a client's trouble is its own: the group goes on */
 }
 
@@ -127,7 +133,7 @@ static int serve(void *arg) {
             rc = fd;
             break;
         }
-        conn *c = malloc(sizeof *c);
+        conn *c = calloc(1, sizeof *c);
         if (!c) {
             rill_close(fd);
             continue;
