@@ -15,8 +15,10 @@
 # (b) K streams held open at once (bench/sse_clients: K connections to
 #     /stream, the demo started with a --delay long enough that no stream
 #     ends, each counted once its first event arrived), for each K of
-#     SSE_KS, one after the other against one server: its fds and RSS with
-#     the K streams open, and RSS per stream = (RSS(K) - RSS(0)) / K.
+#     SSE_KS, a fresh server each time: its fds and RSS with none and with
+#     the K streams open, RSS per stream = (RSS(K) - RSS(0)) / K, and its
+#     fds and RSS once the clients are gone (fds back to the start when
+#     the server notices closed streams within 10 s).
 # Exits non-zero if wrk saw an error or a K was not held entirely.
 set -u
 sse=${1:-build/demos/sse}
@@ -29,6 +31,8 @@ for f in "$sse" "$clients"; do
     [ -x "$f" ] || { echo "sse-load: $f is missing (make bench-io builds it)" >&2; exit 2; }
 done
 command -v wrk >/dev/null || { echo "sse-load: wrk is missing (apt-get install wrk)" >&2; exit 2; }
+# 65536 if allowed (raising the hard limit needs CAP_SYS_RESOURCE), else
+# the hard limit: K streams take K fds in the client and in the server.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "# sse-load: ulimit -n $(ulimit -n), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -42,18 +46,21 @@ trap cleanup EXIT
 status=0
 
 # start_server FLAGS...: the demo in the background; sets pid and port.
+nserver=0
 start_server() {
-    "$sse" --host 127.0.0.1 --port 0 "$@" >"$tmp/server.out" 2>&1 &
+    nserver=$((nserver + 1))
+    out=$tmp/server.$nserver.out # a new file: the last one's line must not be read
+    "$sse" --host 127.0.0.1 --port 0 "$@" >"$out" 2>&1 &
     pid=$!
     port=
     for _ in $(seq 100); do
-        port=$(sed -n 's|^sse: listening on http://[^/]*:\([0-9]*\)/$|\1|p' "$tmp/server.out")
+        port=$(sed -n 's|^sse: listening on http://[^/]*:\([0-9]*\)/$|\1|p' "$out" 2>/dev/null)
         [ -n "$port" ] && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
     echo "sse-load: the server did not start:" >&2
-    cat "$tmp/server.out" >&2
+    cat "$out" >&2
     exit 1
 }
 
@@ -100,12 +107,14 @@ fi
 stop_server
 
 # ---- (b) streams held at once --------------------------------------------------------------
-start_server --max-clients 20000 --delay 3600
-fds0=$(fds) rss0=$(rss)
+# A fresh server for each K, so that RSS(0) is its own start.
 echo
-echo "== streams held at once (server --delay 3600 --max-clients 20000): fds $fds0 and RSS $rss0 KiB with none"
-printf '%8s %8s %10s %8s %12s %16s %12s\n' K held "connect s" fds "RSS KiB" "RSS/stream KiB" "fds after"
+echo "== streams held at once (server --delay 3600 --max-clients 20000, a fresh one for each K)"
+printf '%8s %8s %10s %8s %8s %10s %10s %16s %10s %10s\n' K held "connect s" "fds(0)" "fds(K)" \
+    "RSS(0) KiB" "RSS(K) KiB" "RSS/stream KiB" "fds after" "RSS after"
 for k in $ks; do
+    start_server --max-clients 20000 --delay 3600
+    fds0=$(fds) rss0=$(rss)
     "$clients" --port "$port" --clients "$k" --hold "$hold" >"$tmp/clients.out" 2>"$tmp/clients.err" &
     cpid=$!
     ready=
@@ -119,17 +128,16 @@ for k in $ks; do
     wait "$cpid"
     crc=$?
     wait_fds "$fds0"
-    fdsa=$(fds)
+    fdsa=$(fds) rssa=$(rss)
     read -r _ held _ secs <<<"${ready:-ready 0 $k ?}"
     per=$(awk -v a="$rssk" -v b="$rss0" -v k="$k" 'BEGIN { printf "%.2f", (a - b) / k }')
-    printf '%8d %8s %10s %8d %12d %16s %12d\n' "$k" "$held" "$secs" "$fdk" "$rssk" "$per" "$fdsa"
+    printf '%8d %8s %10s %8d %8d %10d %10d %16s %10d %10d\n' "$k" "$held" "$secs" "$fds0" "$fdk" \
+        "$rss0" "$rssk" "$per" "$fdsa" "$rssa"
     if [ "$crc" -ne 0 ] || [ "$held" != "$k" ]; then
         echo "sse-load: FAILED: $k streams not all held:" >&2
         cat "$tmp/clients.out" "$tmp/clients.err" >&2
         status=1
     fi
+    stop_server
 done
-rss_end=$(rss)
-echo "server after the last K: RSS $rss_end KiB, fds $(fds)"
-stop_server
 exit $status
