@@ -32,7 +32,8 @@
  * was served at once by a task of its own and that no fd is left open.
  *
  * Usage: echo [--host H] [--port N]   serve until killed (port 8888; 0: any)
- *        echo --self-test [--scale X]  the self-test, pauses x X
+ *        echo --self-test [--port N] [--scale X]  the self-test (any free port
+ *                                      unless given one), pauses x X
  *        echo --scale X                (without --port) the self-test too
  */
 #include <dirent.h>
@@ -262,7 +263,7 @@ static int count_open_fds(void) {
 
 static const char *host = "127.0.0.1";
 static int port = 8888;
-static bool self_test;
+static bool port_given, self_test; /* the self-test takes any free port unless given one */
 
 static int serve_forever(void) {
     server s = {.verbose = true};
@@ -283,7 +284,7 @@ static int amain(void *arg) {
 
     int fds0 = count_open_fds();
     server s = {.verbose = false};
-    s.lfd = rill_tcp_listen(host, 0, 0);
+    s.lfd = rill_tcp_listen(host, port_given ? port : 0, 0);
     if (s.lfd < 0) return s.lfd;
     test t = {.port = rill_local_port(s.lfd)};
     rill_event_init(&t.all_in);
@@ -343,14 +344,14 @@ static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s [--host H] [--port N]    serve until killed (default 127.0.0.1:8888; "
             "port 0: any free port)\n"
-            "       %s --self-test [--scale X]  start it, run %d clients against it, check, stop\n"
+            "       %s --self-test [--port N] [--scale X]  start it, run %d clients against it, check, stop\n"
             "       (--scale without --port runs the self-test too)\n",
             prog, prog, CLIENTS);
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    bool port_given = false, scale_given = false;
+    bool scale_given = false;
     for (int i = 1; i < argc; i++) {
         char *end;
         if (strcmp(argv[i], "--self-test") == 0) {
