@@ -1113,7 +1113,9 @@ RILL_API rill_gen *rill_lines(int fd);
  * (ENOENT, EACCES, ...).  The generator's body returns a read error as a
  * negative errno (or rill_to_thread's, or -ENOMEM for a line that outgrows
  * the memory to be had); consumed outside a fiber it returns -EPERM
- * (reading blocks).  Free it with rill_gen_free. */
+ * (reading blocks).  A read cancelled before its pool job started has no
+ * effect, as in rill_lines: rill_gen_next returns -ECANCELED and the next
+ * call goes on.  Free it with rill_gen_free. */
 RILL_API rill_gen *rill_file_lines(const char *path);
 
 #ifdef __cplusplus
