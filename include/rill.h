@@ -984,8 +984,9 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * written with MSG_NOSIGNAL, and the first rill_write to anything else
  * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
  * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
- * around any of these makes them return -ECANCELED at the deadline
- * (rill_scope_cancelled_caught(&s) tells that apart from a cancellation).
+ * around any of these makes them return -ECANCELED at the deadline, and
+ * rill_scope_exit(&s) then returns -ETIMEDOUT (telling the deadline apart
+ * from a cancellation from outside).
  *
  * Every call here is a cancellation point (see "Conventions"); a cancelled
  * read, accept or connect has no effect.  Close with rill_close the
