@@ -88,24 +88,32 @@ LIB_OBJ = $(addsuffix .o,$(basename $(LIB_SRC:runtime/%=$(BUILD)/obj/%)))
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
-DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%)
+# A demo of several files is a directory with a main.c: demos/NAME/ builds
+# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too.
+DEMO_DIRS = $(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c))
+DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%) $(DEMO_DIRS:%=$(BUILD)/demos/%)
+DEMO_LIBS_sse = -lhttp_parser
 BENCH_SRC = $(wildcard bench/*.c)
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
-DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
-            valgrind:valgrind g++:c++
+# The demos (the SSE server parses HTTP with libhttp-parser).
+DEPS_DEMO = $(DEPS_BUILD) libhttp-parser-dev:/usr/include/http_parser.h
+DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
+            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
 .PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
-        bench bench-bins install uninstall echo clean deps deps-test
+        bench bench-bins install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 
 deps:
 	@scripts/deps.sh $(DEPS_BUILD)
+deps-demo:
+	@scripts/deps.sh $(DEPS_DEMO)
 deps-test:
 	@scripts/deps.sh $(DEPS_TEST)
 
@@ -141,6 +149,14 @@ $(BUILD)/tests/%: tests/%.c tests/helpers.h tests/minicrit.h tests/procfs.h $(BU
 $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
+
+define demo_dir_rule
+$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a
+	@mkdir -p $$(@D)
+	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $(wildcard demos/$(1)/*.c) -o $$@ \
+	  $$(FINAL_LDFLAGS) $$(BUILD)/librill.a $$(LIBS) $$(DEMO_LIBS_$(1)) -lm
+endef
+$(foreach d,$(DEMO_DIRS),$(eval $(call demo_dir_rule,$(d))))
 
 $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
@@ -232,7 +248,7 @@ $(BUILD)/tests/selfcheck: tests/selfcheck.c
 # ---- demos, benchmarks ----------------------------------------------------------
 # demo-bins has a recipe of its own so that, with nothing to rebuild, make
 # says nothing (no "is up to date" per demo).
-demo: deps
+demo: deps-demo
 	@$(MAKE) --no-print-directory demo-bins
 	@scripts/run-demos.sh - $(DEMO_BIN)
 
