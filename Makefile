@@ -104,7 +104,7 @@ DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
+.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
         bench bench-bins install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
@@ -168,7 +168,7 @@ $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/libril
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
-	  test-demos test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
+	  test-demos test-sse test-fuzz test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
@@ -209,6 +209,28 @@ test-package: lib
 
 test-demos: $(DEMO_BIN)
 	@scripts/run-demos.sh build/results $(DEMO_BIN)
+
+# The SSE demo end to end (scripts/test-sse.sh): curl, headless Chromium,
+# misbehaving clients, SIGTERM; its self-test under ASan+UBSan and valgrind.
+test-sse: $(BUILD)/demos/sse
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined build/san/demos/sse
+	@mkdir -p build/results
+	@scripts/test-sse.sh build/results $(BUILD)/demos/sse build/san/demos/sse
+
+# The SSE demo's request handling under libFuzzer for FUZZ_SECONDS, from
+# the seeds in tests/fuzz/corpus/http (a crash or a broken invariant fails).
+# http.c is compiled with the target by clang, instrumented for coverage.
+FUZZ_CC = clang
+FUZZ_SECONDS = 60
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c demos/sse/http.c demos/sse/http.h
+	@mkdir -p $(@D)
+	$(call say,CC,$@)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Idemos/sse \
+	  tests/fuzz/fuzz_http.c demos/sse/http.c -o $@ -lhttp_parser
+
+test-fuzz: build/fuzz/fuzz_http
+	@mkdir -p build/results
+	@scripts/run-fuzz.sh build/results build/fuzz/fuzz_http tests/fuzz/corpus/http $(FUZZ_SECONDS)
 
 # The context switch alone (tests/switch): one binary per backend, built from
 # switch.h and that backend's files only; test-aarch64 cross-builds them for
