@@ -164,8 +164,8 @@ static void stream_release(struct stream *st) {
     if (!st->body_ran)
         say(s, "released stream %u (the generator never started)", st->id);
     else
-        say(s, "released stream %u (after %d events%s)", st->id, st->sent,
-            st->body_closed ? "; generator closed early" : "");
+        say(s, "released stream %u (after %d event%s%s)", st->id, st->sent,
+            st->sent == 1 ? "" : "s", st->body_closed ? "; generator closed early" : "");
     free(st);
 }
 
@@ -194,6 +194,17 @@ static int watch_main(void *arg) {
     return 0;
 }
 
+/* Has the client left already (its request, then the end of its input)?
+ * Looked at before the generator starts, without waiting: its body then
+ * never runs, as a Python generator closed before its first step.  Later
+ * departures are the watcher's. */
+static bool already_gone(const conn *c) {
+    if (c->eof) return true;
+    char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static int write_event(conn *c, const char *ev, bool http10) {
     if (http10) return send_all(c, ev, strlen(ev));
     char chunk[300];
@@ -220,13 +231,16 @@ static bool serve_stream(conn *c) {
     rill_scope_enter(&scope, RILL_FOREVER);
     c->stream_scope = &scope;
     c->gone = false;
-    /* Without a watcher the stream still works; a departure is then seen
-     * at the next write. */
-    rill_task *w = rill_spawn_opts(watch_main, c, &(rill_opts){.name = "sse-watch"});
-    /* Let the watcher look once before anything is sent: a client that has
-     * already left is seen before the generator starts (its body then never
-     * runs, as for a Python generator closed before its first step). */
-    int rc = rill_yield_now();
+    int rc = 0;
+    rill_task *w = NULL;
+    if (already_gone(c)) {
+        c->gone = true;
+        rc = -ECONNRESET;
+    } else {
+        /* Without a watcher the stream still works; a departure is then
+         * seen at the next write. */
+        w = rill_spawn_opts(watch_main, c, &(rill_opts){.name = "sse-watch"});
+    }
     char head[512];
     size_t hlen = http_format_head(head, sizeof head, 200, "text/event-stream", -1, true,
                                    d->keep_alive && !d->http10, d->http10,
