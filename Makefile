@@ -2,9 +2,12 @@
 #
 #   make                      librill.a, librill.so and rill.pc in build/
 #   make test                 the whole suite: plain (each switch backend), packaging,
-#                             demos, ASan+UBSan (ucontext, fast), ThreadSanitizer
-#                             (thread tests), valgrind, the standalone switch test
-#                             (native, and aarch64 under qemu-aarch64)
+#                             demos, the SSE demo end to end and fuzzed, ASan+UBSan
+#                             (ucontext, fast), ThreadSanitizer (thread tests),
+#                             valgrind, the standalone switch test (native, and
+#                             aarch64 under qemu-aarch64)
+#   make test-sse, test-fuzz  the SSE demo with curl, Chromium and bad clients; its
+#                             request handling under libFuzzer (FUZZ_SECONDS=60)
 #   make SWITCH=fast          the assembly context switch (build/fast); also
 #                             SWITCH=portable (build/portable); ucontext is the default
 #   make demo                 run every demo with short delays
