@@ -146,9 +146,16 @@ static int serve(void) {
     while ((n = rill_read(sig_pipe[0], &sig, 1)) < 0 && n != -ECANCELED && n != -EBADF) {}
     fprintf(stderr, "sse: %s: stopping\n", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "stop");
     rc = sse_server_stop(&srv);
-    fprintf(stderr, "sse: stopped: %u connections, %u streams (%u completed, %u released), %u rejected\n",
+    char statuses[200] = "";
+    size_t len = 0;
+    for (int code = 100; code < 600 && len < sizeof statuses; code++)
+        if (srv.st.status[code])
+            len += (size_t)snprintf(statuses + len, sizeof statuses - len, "; %d x%u", code,
+                                    srv.st.status[code]);
+    fprintf(stderr,
+            "sse: stopped: %u connections, %u streams (%u completed, %u released), %u rejected%s\n",
             srv.st.connections, srv.st.streams_opened, srv.st.streams_completed,
-            srv.st.streams_released, srv.st.rejected);
+            srv.st.streams_released, srv.st.rejected, statuses);
     rill_close(sig_pipe[0]);
     close(sig_pipe[1]);
     return rc;
