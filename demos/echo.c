@@ -35,6 +35,8 @@
  *        echo --self-test [--port N] [--scale X]  the self-test (any free port
  *                                      unless given one), pauses x X
  *        echo --scale X                (without --port) the self-test too
+ *
+ * run-demos: --self-test
  */
 #include <dirent.h>
 #include <netinet/in.h>

@@ -32,6 +32,8 @@
  * Usage: lines_client --connect HOST:PORT       print every line with its count
  *        lines_client [--self-test] [--scale X] the self-test, pauses x X
  *                                               (what runs without --connect)
+ *
+ * run-demos: --self-test
  */
 #include <dirent.h>
 #include <unistd.h>

@@ -984,8 +984,9 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * written with MSG_NOSIGNAL, and the first rill_write to anything else
  * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
  * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
- * around any of these makes them return -ECANCELED at the deadline
- * (rill_scope_cancelled_caught(&s) tells that apart from a cancellation).
+ * around any of these makes them return -ECANCELED at the deadline, and
+ * rill_scope_exit(&s) then returns -ETIMEDOUT (telling the deadline apart
+ * from a cancellation from outside).
  *
  * Every call here is a cancellation point (see "Conventions"); a cancelled
  * read, accept or connect has no effect.  Close with rill_close the
@@ -1113,7 +1114,9 @@ RILL_API rill_gen *rill_lines(int fd);
  * (ENOENT, EACCES, ...).  The generator's body returns a read error as a
  * negative errno (or rill_to_thread's, or -ENOMEM for a line that outgrows
  * the memory to be had); consumed outside a fiber it returns -EPERM
- * (reading blocks).  Free it with rill_gen_free. */
+ * (reading blocks).  A read cancelled before its pool job started has no
+ * effect, as in rill_lines: rill_gen_next returns -ECANCELED and the next
+ * call goes on.  Free it with rill_gen_free. */
 RILL_API rill_gen *rill_file_lines(const char *path);
 
 #ifdef __cplusplus
