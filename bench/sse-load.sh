@@ -82,12 +82,17 @@ wait_fds() {
     return 1
 }
 
+# After a peak: rill gives back the stacks its pool kept unused for a
+# second (and their pages); measure RSS once that has happened.
+settle() { sleep 3; }
+
 # ---- (a) wrk -------------------------------------------------------------------------
 start_server --max-clients $((wrk_conns * 2)) --delay 0
 fds0=$(fds) rss0=$(rss)
 echo "== wrk -t2 -c$wrk_conns -d${wrk_seconds}s --latency http://127.0.0.1:$port/stream (server --delay 0)"
 wrk -t2 -c"$wrk_conns" -d"${wrk_seconds}s" --latency "http://127.0.0.1:$port/stream" | tee "$tmp/wrk.out"
 wait_fds "$fds0"
+settle
 fds1=$(fds) rss1=$(rss)
 rps=$(awk '/^Requests\/sec:/ { print $2 }' "$tmp/wrk.out")
 p99=$(awk '$1 == "99%" { print $2 }' "$tmp/wrk.out")
@@ -128,6 +133,7 @@ for k in $ks; do
     wait "$cpid"
     crc=$?
     wait_fds "$fds0"
+    settle
     fdsa=$(fds) rssa=$(rss)
     read -r _ held _ secs <<<"${ready:-ready 0 $k ?}"
     per=$(awk -v a="$rssk" -v b="$rss0" -v k="$k" 'BEGIN { printf "%.2f", (a - b) / k }')

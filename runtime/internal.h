@@ -232,8 +232,8 @@ typedef struct rill__stack {
                               (from guard, map_len bytes) */
     size_t map_len;
     size_t size;           /* usable bytes, as asked for (page-rounded) */
-    struct rill__stack *next_free; /* in a pool's, the stash's or its slab's
-                              free list */
+    struct rill__stack *next_free; /* in a pool's or the stash's free list
+                              (a slab lists its free slots by number) */
     unsigned vg_id;        /* valgrind stack registration */
 } rill__stack;
 

@@ -70,17 +70,21 @@
 typedef struct rill__slab slab;
 typedef struct slab_class slab_class;
 
-/* One mapping: this header's page, then n stack slots: [guard page][stack]
+/* One mapping: this header's pages, then n stack slots: [guard page][stack]
  * each, or [stack] each for a slab without guard pages.  The header lives
- * in the mapping so that a new slab is one mapping and no allocation. */
+ * in the mapping so that a new slab is one mapping and no allocation.  It
+ * lists the slots given back by number, not through their stacks' own
+ * descriptors: a stack given back keeps no page (its descriptor is made
+ * again when it is taken). */
 struct rill__slab {
     rill__list node;    /* on its class's avail or full list */
     slab_class *cls;
     char *base;         /* the first slot */
     size_t len;         /* of the whole mapping */
     unsigned n, carved; /* slots, slots carved so far (in order) */
-    unsigned out;       /* carved stacks not on its free list */
-    rill__stack *free;  /* carved stacks given back */
+    unsigned out;       /* carved stacks not given back */
+    unsigned nfree;     /* slots given back: free_slot[0, nfree) */
+    unsigned free_slot[];
 };
 
 /* Slabs of one stack size, with guard pages or without.  Stacks differ in
@@ -353,15 +357,16 @@ static slab_class *class_for(size_t size, bool guarded) {
 static slab *slab_new(slab_class *c) {
     size_t slot = slot_of(c);
     for (unsigned n = c->next_n; n > 0; n /= 2) {
-        size_t len = cfg.page + n * slot;
+        size_t head = round_pages(sizeof(slab) + n * sizeof(unsigned));
+        size_t len = head + n * slot;
         char *map = map_stacks(len);
         if (map == MAP_FAILED) continue;
-        if (c->guarded && !install_guards(map + cfg.page, slot, n)) {
+        if (c->guarded && !install_guards(map + head, slot, n)) {
             munmap(map, len);
             return NULL;
         }
         slab *sl = (slab *)(void *)map;
-        *sl = (slab){.cls = c, .base = map + cfg.page, .len = len, .n = n};
+        *sl = (slab){.cls = c, .base = map + head, .len = len, .n = n};
         rill__list_push_front(&c->avail, &sl->node);
         if (n == c->next_n && n < SLAB_MAX && (size_t)n * 2 * slot <= SLAB_BYTES) c->next_n *= 2;
         return sl;
@@ -369,13 +374,9 @@ static slab *slab_new(slab_class *c) {
     return NULL;
 }
 
+/* Only a slab with no stack out: each was deregistered from valgrind as
+ * it was given back. */
 static void slab_unmap(slab *sl) {
-    size_t slot = slot_of(sl->cls);
-    for (unsigned i = 0; i < sl->carved; i++) {
-        const rill__stack *st = (const rill__stack *)(const void *)(sl->base + (i + 1) * slot -
-                                                                      sizeof(rill__stack));
-        VALGRIND_STACK_DEREGISTER(st->vg_id);
-    }
     if (sl->cls->spare == sl) sl->cls->spare = NULL;
     rill__list_remove(&sl->node);
     munmap(sl, sl->len);
@@ -383,33 +384,26 @@ static void slab_unmap(slab *sl) {
 
 static rill__stack *slab_take(slab *sl) {
     slab_class *c = sl->cls;
-    rill__stack *st = sl->free;
-    if (st) {
-        sl->free = st->next_free;
-    } else {
-        size_t slot = slot_of(c);
-        char *lo = sl->base + sl->carved * slot + (c->guarded ? cfg.page : 0);
-        st = carve(lo, c->size, c->guarded ? lo - cfg.page : NULL, sl, 0);
-        sl->carved++;
-    }
+    unsigned i = sl->nfree ? sl->free_slot[--sl->nfree] : sl->carved++;
+    char *lo = sl->base + i * slot_of(c) + (c->guarded ? cfg.page : 0);
+    rill__stack *st = carve(lo, c->size, c->guarded ? lo - cfg.page : NULL, sl, 0);
     sl->out++;
     if (c->spare == sl) c->spare = NULL;
-    if (!sl->free && sl->carved == sl->n) {
+    if (!sl->nfree && sl->carved == sl->n) {
         rill__list_remove(&sl->node);
         rill__list_push(&c->full, &sl->node);
     }
     return st;
 }
 
-static void slab_give(rill__stack *st) {
-    slab *sl = st->slab;
+/* Slot i of sl is free again (its stack's pages are gone already). */
+static void slab_give(slab *sl, unsigned i) {
     slab_class *c = sl->cls;
-    if (!sl->free && sl->carved == sl->n) {
+    if (!sl->nfree && sl->carved == sl->n) {
         rill__list_remove(&sl->node);
         rill__list_push_front(&c->avail, &sl->node);
     }
-    st->next_free = sl->free;
-    sl->free = st;
+    sl->free_slot[sl->nfree++] = i;
     if (--sl->out > 0) return;
     if (!c->spare) c->spare = sl;
     else slab_unmap(sl);
@@ -463,22 +457,25 @@ static void refill(void) {
     pthread_mutex_unlock(&stash.mu);
 }
 
-/* The pages st's frames touched go back to the kernel (they read as
- * zeroes when next touched), but its top page, which holds st itself; its
- * guard page stays. */
-static void drop_pages(rill__stack *st) {
-    char *top = (char *)((uintptr_t)st & ~(uintptr_t)(cfg.page - 1));
-    if (top > st->lo) madvise(st->lo, (size_t)(top - st->lo), MADV_DONTNEED);
-}
-
-/* st to its slab, or unmapped if it is a mapping of its own. */
+/* st to its slab, its pages (descriptor and all: they read as zeroes when
+ * next touched) to the kernel; or unmapped if it is a mapping of its own. */
 static void give_back(rill__stack *st) {
-    if (!st->slab) {
+    slab *sl = st->slab;
+    if (!sl) {
         unmap_stack(st);
         return;
     }
+    unsigned i = (unsigned)((size_t)(st->lo - sl->base) / slot_of(sl->cls));
+    size_t size = st->size;
+    char *lo = st->lo;
+    VALGRIND_STACK_DEREGISTER(st->vg_id);
+#ifdef RILL_ASAN
+    /* Dead frames' redzones: the descriptor is written here again. */
+    ASAN_UNPOISON_MEMORY_REGION(lo, size);
+#endif
+    madvise(lo, size, MADV_DONTNEED);
     pthread_mutex_lock(&stash.mu);
-    slab_give(st);
+    slab_give(sl, i);
     pthread_mutex_unlock(&stash.mu);
 }
 
@@ -491,12 +488,9 @@ static void stash_put(rill__stack *st) {
         st->next_free = stash.free;
         stash.free = st;
         stash.n++;
-    } else if (st->slab) {
-        slab_give(st);
-        kept = true;
     }
     pthread_mutex_unlock(&stash.mu);
-    if (!kept) unmap_stack(st);
+    if (!kept) give_back(st);
 }
 
 static rill__stack *stack_get(size_t size) {
@@ -553,7 +547,6 @@ static void decay(struct ev_loop *loop, ev_timer *w, int revents) {
         rill__stack *st = pool.free;
         pool.free = st->next_free;
         pool.nfree--;
-        drop_pages(st);
         give_back(st);
     }
     pool.low = pool.nfree;
@@ -568,7 +561,6 @@ void rill__stack_put(rill__stack *st) {
     } else if (st->size == cfg.stack) {
         /* Beyond what a pool keeps: back to its slab, which goes once all
          * its stacks are back (the stash is for the ends of runs). */
-        drop_pages(st);
         give_back(st);
     } else {
         give_back(st);
