@@ -1084,8 +1084,12 @@ RILL_API int rill_close(int fd);
  * than 1 MiB ends the body with -E2BIG (rather than a buffer without
  * bound).  The body reads with rill_read: it returns 0 at the end of the
  * stream, or rill_read's error (-ECONNRESET, -ECANCELED, -EBADF, ...).
- * fd stays open and the caller's; bytes read past the last line yielded
- * are lost when the generator is freed.  Returns NULL with errno EBADF
+ * A read cancelled while it waits (a scope's deadline around
+ * rill_gen_next, say) has no effect: that rill_gen_next returns -ECANCELED
+ * and the next one goes on reading, so a deadline per line is written as
+ * a scope around each rill_gen_next.  fd stays open and the caller's;
+ * bytes read past the last line yielded are lost when the generator is
+ * freed.  Returns NULL with errno EBADF
  * (fd < 0) or ENOMEM.  Free it with rill_gen_free. */
 RILL_API rill_gen *rill_lines(int fd);
 

@@ -16,6 +16,7 @@ const char *rill_strerror(int err) {
     case EPIPE: return "Broken pipe (or: generator or queue closed)";
     case ETIMEDOUT: return "Connection timed out (or: the scope's deadline fired)";
     case EPERM: return "Operation not permitted (or: a blocking call outside a fiber)";
+    case ENXIO: return "No such device or address (or: host name not found)";
     default: break;
     }
 #ifdef __GLIBC__

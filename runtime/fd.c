@@ -1,9 +1,11 @@
 /*
- * Waiting for file descriptors: each fd's waiters, and the check that keeps
- * libev from seeing an fd that was closed before it polls.
+ * Waiting for file descriptors: each fd's waiters, the check that keeps
+ * libev from seeing an fd that was closed before it polls, and rill_close,
+ * which wakes an fd's waiters before it closes it.
  */
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -93,6 +95,18 @@ static void fd_unhook(rill__waiter *w) {
     fd_stop(rill__self, rill__container_of(w, fd_waiter, w));
 }
 
+/* Wake every waiter on s with err.  Their watchers stopped, libev has
+ * nothing left to tell the kernel about the fd, and the next watcher on
+ * its number (ev_io_set marks it new) is handed to the kernel afresh. */
+static void wake_all(rill__rt *rt, struct rill__fd_slot *s, int err) {
+    while (s->head) {
+        fd_waiter *fw = s->head;
+        ev_io_stop(rt->loop, &fw->io);
+        unlink_waiter(s, fw);
+        rill__sched_wake(&fw->w, err);
+    }
+}
+
 /* Why the kernel would refuse to poll fd (0 if it would not): epoll_ctl
  * fails with EBADF for a closed fd and for an O_PATH one.  (It refuses
  * regular files, directories and the like with EPERM, which libev takes
@@ -115,13 +129,7 @@ static bool recheck(rill__rt *rt) {
         if (!s->head) continue;
         int err = unpollable(fd);
         if (!err) continue;
-        /* Every waiter goes: libev then has nothing to tell the kernel. */
-        while (s->head) {
-            fd_waiter *fw = s->head;
-            ev_io_stop(rt->loop, &fw->io);
-            unlink_waiter(s, fw);
-            rill__sched_wake(&fw->w, err);
-        }
+        wake_all(rt, s, err);
         woke = true;
     }
     rt->fds.ndirty = 0;
@@ -151,14 +159,9 @@ static void fds_init(rill__rt *rt) {
 const rill__module rill__fd_module = {
     .init = fds_init, .run_end = fds_free, .term = fds_free, .fork_child = fds_fork_child};
 
-int rill_wait_fd(int fd, int events) {
-    if (fd < 0) return -EBADF;
-    if (!(events & (RILL_READ | RILL_WRITE)) || (events & ~(RILL_READ | RILL_WRITE)))
-        return -EINVAL;
-    int rc = rill__scope_checkpoint();
-    if (rc) return rc;
+int rill__fd_block(int fd, int events) {
     rill__rt *rt = rill__self;
-    rc = make_room(rt, fd);
+    int rc = make_room(rt, fd);
     if (rc) return rc;
     fd_waiter fw = {.w = {.unhook = fd_unhook, .what = "fd"}};
     int ev = ((events & RILL_READ) ? EV_READ : 0) | ((events & RILL_WRITE) ? EV_WRITE : 0);
@@ -171,4 +174,26 @@ int rill_wait_fd(int fd, int events) {
     /* A new watcher makes libev (re)tell the kernel about its fd. */
     mark(rt, fd);
     return rill__sched_block(&fw.w);
+}
+
+void rill__fd_forget(int fd) {
+    rill__rt *rt = rill__self;
+    if (!rt || fd < 0 || (size_t)fd >= rt->fds.cap) return;
+    wake_all(rt, &rt->fds.slots[fd], -EBADF);
+}
+
+int rill_wait_fd(int fd, int events) {
+    if (fd < 0) return -EBADF;
+    if (!(events & (RILL_READ | RILL_WRITE)) || (events & ~(RILL_READ | RILL_WRITE)))
+        return -EINVAL;
+    return rill__fd_wait(fd, events);
+}
+
+int rill_close(int fd) {
+    if (fd < 0) return -EBADF;
+    rill__fd_forget(fd);
+    /* Linux releases the fd even when close() fails; EINTR means it is
+     * closed too (retrying could close a number reused meanwhile). */
+    if (close(fd) == 0 || errno == EINTR) return 0;
+    return -errno;
 }

@@ -378,7 +378,7 @@ static int shutdown_body(void *unused) {
 }
 
 /* The scheduler's idle hook: no fiber is left. */
-static bool shutdown(rill__rt *rt) {
+static bool close_left_suspended(rill__rt *rt) {
     /* After abandoning fibers, generators may point into what was freed:
      * leave them alone. */
     if (rt->run.abandoned) return false;
@@ -397,7 +397,7 @@ static bool shutdown(rill__rt *rt) {
 
 static void gens_init(rill__rt *rt) {
     rill__list_init(&rt->gens.list);
-    rt->gens.shutdown.run = shutdown;
+    rt->gens.shutdown.run = close_left_suspended;
     rill__sched_on_idle(rt, &rt->gens.shutdown);
 }
 

@@ -693,6 +693,24 @@ bool rill__remote_post(struct rill_runtime *h, rill__msg *m);
 
 /* ---- file descriptors (fd.c) ------------------------------------------------- */
 
+/* Register the calling fiber as a waiter on fd for `events` (RILL_READ,
+ * RILL_WRITE) and block until it is ready: the ready set, or -EBADF (closed,
+ * see recheck in fd.c; rill_close), -ENOMEM, -ECANCELED.  No checkpoint:
+ * callers go through rill__fd_wait. */
+int rill__fd_block(int fd, int events);
+
+/* Wait for fd as rill_wait_fd does (checkpoint included).  Inlined, so that
+ * its checkpoint judges scopes against the public function's caller. */
+RILL__INLINE int rill__fd_wait(int fd, int events) {
+    int rc = rill__scope_checkpoint();
+    if (rc) return rc;
+    return rill__fd_block(fd, events);
+}
+
+/* Wake every waiter on fd with -EBADF and take its watchers out of libev,
+ * before fd is closed (rill_close).  No effect without a runtime. */
+void rill__fd_forget(int fd);
+
 /* ---- generators (gen.c) ------------------------------------------------- */
 
 typedef enum rill__gen_state {
