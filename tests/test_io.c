@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
 
 #include "helpers.h"
@@ -311,7 +312,7 @@ FIBER_TEST(io, reading_or_writing_zero_bytes_returns_zero_at_once) {
     make_socketpair(sv);
     char buf[4];
     rill_scope s; /* a call that waited would be cut here, and fail */
-    rill_scope_enter(&s, 5);
+    rill_scope_enter(&s, 2);
     expect_eq(rill_read(sv[0], buf, 0), 0);
     expect_eq(rill_read(sv[0], NULL, 0), 0);
     expect_eq(rill_write(sv[0], buf, 0), 0);
@@ -598,6 +599,59 @@ FIBER_TEST(cancel, a_connect_cut_by_a_deadline_leaves_no_connection_behind) {
     expect_eq(extra, -ECANCELED);
     for (int i = 0; i < n; i++) rill_close(conns[i]);
     rill_close(l);
+    return 0;
+}
+
+static int blocks_on_a_pipe(void *arg) {
+    char c;
+    return read(*(int *)arg, &c, 1) == 1 ? 0 : -EIO;
+}
+
+static int occupies_a_worker(void *arg) { return rill_to_thread(blocks_on_a_pipe, arg); }
+
+FIBER_TEST(cancel, a_connect_cancelled_while_its_name_waits_for_the_pool_leaves_nothing) {
+    /* Every pool thread busy: the lookup of "localhost" waits in the queue
+     * when the deadline comes.  (RILL_THREADS is read at this process's
+     * first offloaded call; the blockers outnumber any default too.) */
+    setenv("RILL_THREADS", "2", 1);
+    enum { BLOCKERS = 40 };
+    int gate[2];
+    make_pipe(gate);
+    rill_task *b[BLOCKERS];
+    for (int i = 0; i < BLOCKERS; i++) b[i] = rill_spawn(occupies_a_worker, &gate[0]);
+    expect_eq(rill_sleep(0.01), 0);
+    int l = rill_tcp_listen("127.0.0.1", 0, 0);
+    cr_assert(l >= 0);
+    int port = rill_local_port(l);
+    int fds = count_open_fds();
+    rill_scope s;
+    rill_scope_enter(&s, 0.05);
+    int rc = rill_tcp_connect("localhost", port);
+    rill_scope_exit(&s);
+    if (rc >= 0) rill_close(rc);
+    expect_eq(rc, -ECANCELED);
+    expect_eq(count_open_fds(), fds);
+    char release[BLOCKERS];
+    memset(release, 'x', sizeof release);
+    cr_assert_eq(write(gate[1], release, sizeof release), (ssize_t)sizeof release);
+    for (int i = 0; i < BLOCKERS; i++) expect_eq(rill_join(b[i]), 0);
+    /* The pool serves names again, and the cancelled connect left no
+     * connection in the backlog. */
+    int c = rill_tcp_connect("localhost", port);
+    cr_assert(c >= 0, "rill_tcp_connect: %s", rill_strerror(c));
+    int a = rill_accept(l, NULL, NULL);
+    cr_assert(a >= 0);
+    check_carries(c, a, "after the pool was freed");
+    rill_scope_enter(&s, 0.1);
+    int extra = rill_accept(l, NULL, NULL);
+    rill_scope_exit(&s);
+    if (extra >= 0) rill_close(extra);
+    expect_eq(extra, -ECANCELED);
+    rill_close(a);
+    rill_close(c);
+    rill_close(l);
+    close(gate[0]);
+    close(gate[1]);
     return 0;
 }
 
@@ -970,6 +1024,52 @@ FIBER_TEST(tcp, a_listener_rebinds_its_port_right_after_a_closed_connection) {
     return 0;
 }
 
+static int highest_open_fd(void) {
+    int top = -1;
+    DIR *d = opendir("/proc/self/fd");
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (fd > top) top = fd;
+    }
+    closedir(d);
+    return top;
+}
+
+FIBER_TEST(tcp, accept_out_of_fds_is_emfile_and_the_connection_waits_in_the_backlog) {
+    int l = rill_tcp_listen("127.0.0.1", 0, 0);
+    cr_assert(l >= 0);
+    int c = rill_tcp_connect("127.0.0.1", rill_local_port(l));
+    cr_assert(c >= 0);
+    struct rlimit old, low;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)highest_open_fd() + 16;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &low), 0, "setrlimit: %s", strerror(errno));
+    int fillers[64], n = 0, d;
+    while (n < 64 && (d = fcntl(c, F_DUPFD_CLOEXEC, 0)) >= 0) fillers[n++] = d;
+    bool full = n < 64 && errno == EMFILE;
+    int rc = full ? rill_accept(l, NULL, NULL) : 0;
+    close(fillers[--n]);
+    rill_scope s;
+    rill_scope_enter(&s, 5);
+    int a = rill_accept(l, NULL, NULL);
+    expect_eq(rill_scope_exit(&s), 0);
+    while (n) close(fillers[--n]);
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+    cr_assert(full, "could not use up the fds");
+    if (rc >= 0) rill_close(rc);
+    cr_assert(rc == -EMFILE || rc == -ENFILE, "rill_accept with no fd free gave %d (%s)", rc,
+              rc < 0 ? rill_strerror(rc) : "an fd");
+    cr_assert(a >= 0, "the connection was lost: %s", rill_strerror(a));
+    check_carries(c, a, "it waited");
+    rill_close(a);
+    rill_close(c);
+    rill_close(l);
+    return 0;
+}
+
 FIBER_TEST(tcp, local_port_refuses_what_is_not_an_inet_socket) {
     expect_eq(rill_local_port(-1), -EBADF);
     expect_eq(rill_local_port(unused_fd()), -EBADF);
@@ -1211,6 +1311,92 @@ FIBER_TEST(close, a_waiter_on_a_closed_number_never_sees_the_file_that_takes_the
     return 0;
 }
 
+/* A fiber woken by its fd that has not run yet, and another, woken in the
+ * same round and run first, that closes the fd with rill_close and makes a
+ * new file that takes its number: the first must not go on with the new
+ * file (read its data, or write the rest of its buffer into it). */
+typedef struct reuse_race {
+    int tick, x;
+    const volatile bool *a_done;
+    bool a_ran_first;
+    int nw[2];
+} reuse_race;
+
+static int closes_and_reuses_the_number_when_woken(void *arg) {
+    reuse_race *r = arg;
+    if (rill_wait_fd(r->tick, RILL_READ) != RILL_READ) return -EIO;
+    r->a_ran_first = *r->a_done;
+    if (r->a_ran_first) return 0;
+    rill_close(r->x);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r->nw) != 0) return -errno;
+    if (r->nw[0] != r->x) return -EXDEV; /* the number was not reused */
+    return write(r->nw[1], "new", 3) == 3 ? 0 : -EIO;
+}
+
+static void drain_socket(int fd) {
+    static char sink[65536];
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0) {
+    }
+}
+
+/* Whether the closer ran first (the case the test is about). */
+static bool woken_fiber_meets_a_reused_number(bool writer, bool wake_x_first) {
+    int old[2], tick[2];
+    make_socketpair(old);
+    make_socketpair(tick);
+    int x = old[0];
+    char buf[8] = {0};
+    char *out = calloc(1, 4096);
+    io_call a = {.fd = x, .buf = writer ? (void *)out : buf, .n = writer ? 4096 : sizeof buf};
+    if (writer) fill_socket(x);
+    reuse_race r = {.tick = tick[0], .x = x, .a_done = &a.done, .nw = {-1, -1}};
+    rill_task *ta = rill_spawn(writer ? writes_all : reads_once, &a);
+    rill_task *tm = rill_spawn(closes_and_reuses_the_number_when_woken, &r);
+    expect_eq(rill_sleep(0.01), 0); /* both wait, past a poll */
+    cr_assert(!a.done);
+    for (int i = 0; i < 2; i++) {
+        if ((i == 0) == wake_x_first) {
+            if (writer) drain_socket(old[1]);
+            else cr_assert_eq(write(old[1], "old", 3), 3);
+        } else {
+            cr_assert_eq(write(tick[1], "t", 1), 1);
+        }
+    }
+    expect_eq(rill_join(tm), 0);
+    cr_assert(wait_done(&a.done, 2), "the %s never returned", writer ? "writer" : "reader");
+    expect_eq(rill_join(ta), 0);
+    bool arranged = !r.a_ran_first;
+    if (arranged) {
+        if (writer)
+            cr_assert(socket_is_empty(r.nw[1]),
+                      "the writer wrote into the file that took its number (it returned %zd)",
+                      a.rc);
+        else
+            cr_assert_str_eq(buf, "", "the reader read the data of the file that took its "
+                                      "number (it returned %zd)", a.rc);
+        expect_eq(a.rc, -EBADF);
+        rill_close(r.nw[0]);
+        rill_close(r.nw[1]);
+    } else {
+        rill_close(x);
+    }
+    rill_close(old[1]);
+    rill_close(tick[0]);
+    rill_close(tick[1]);
+    free(out);
+    return arranged;
+}
+
+FIBER_TEST(close, a_fiber_woken_but_not_yet_run_never_goes_on_with_the_file_that_takes_its_number) {
+    for (int writer = 0; writer < 2; writer++) {
+        bool arranged = false;
+        for (int first = 0; first < 2; first++)
+            arranged |= woken_fiber_meets_a_reused_number(writer, first);
+        cr_assert(arranged, "the closer never ran first: the test shows nothing here");
+    }
+    return 0;
+}
+
 FIBER_TEST(close, closing_a_listener_wakes_its_acceptor_and_its_other_waiters) {
     int l = rill_tcp_listen("127.0.0.1", 0, 0);
     cr_assert(l >= 0);
@@ -1400,6 +1586,58 @@ FIBER_TEST(unix_sock, bad_paths_are_refused) {
     leave_stale_socket(missing);
     expect_eq(rill_unix_connect(missing), -ECONNREFUSED);
     unlink(missing);
+    return 0;
+}
+
+typedef struct unix_client {
+    const char *path;
+    int rc;
+    volatile bool done;
+} unix_client;
+
+static int connects_unix(void *arg) {
+    unix_client *c = arg;
+    c->rc = rill_unix_connect(c->path);
+    c->done = true;
+    return 0;
+}
+
+FIBER_TEST(unix_sock, a_connect_waits_while_the_backlog_is_full) {
+    char path[64];
+    temp_sock_path(path, sizeof path, "backlog");
+    int l = rill_unix_listen(path, 1);
+    cr_assert(l >= 0);
+    int conns[16], n = 0, rc = 0;
+    double deadline = under_valgrind() ? 1.0 : 0.1;
+    while (n < 16) {
+        rill_scope s;
+        rill_scope_enter(&s, deadline);
+        rc = rill_unix_connect(path);
+        rill_scope_exit(&s);
+        if (rc < 0) break;
+        conns[n++] = rc;
+    }
+    expect_eq(rc, -ECANCELED); /* it waited for room, and the deadline cut it */
+    cr_assert(n >= 1);
+    unix_client cl = {.path = path};
+    rill_task *t = rill_spawn(connects_unix, &cl);
+    expect_eq(rill_sleep(0.02), 0);
+    cr_assert(!cl.done, "connected with the backlog full (%d)", cl.rc);
+    int a = rill_accept(l, NULL, NULL); /* room for one */
+    cr_assert(a >= 0);
+    rill_close(a);
+    cr_assert(wait_done(&cl.done, 2), "the waiting connect never went through");
+    expect_eq(rill_join(t), 0);
+    cr_assert(cl.rc >= 0, "rill_unix_connect: %s", rill_strerror(cl.rc));
+    for (int i = 0; i < n; i++) {
+        a = rill_accept(l, NULL, NULL);
+        cr_assert(a >= 0);
+        rill_close(a);
+        rill_close(conns[i]);
+    }
+    rill_close(cl.rc);
+    rill_close(l);
+    unlink(path);
     return 0;
 }
 
@@ -1690,6 +1928,37 @@ FIBER_TEST(lines_stream, a_bad_fd_gives_no_generator_or_one_that_fails_with_ebad
     return 0;
 }
 
+typedef struct next_call {
+    rill_gen *g;
+    int rc;
+    volatile bool done;
+} next_call;
+
+static int nexts_once(void *arg) {
+    next_call *c = arg;
+    c->rc = rill_gen_next(c->g, NULL);
+    c->done = true;
+    return 0;
+}
+
+FIBER_TEST(lines_stream, closing_the_fd_under_a_waiting_generator_ends_it_with_ebadf) {
+    int sv[2];
+    make_socketpair(sv);
+    next_call c = {.g = rill_lines(sv[0])};
+    cr_assert_not_null(c.g);
+    rill_task *t = rill_spawn(nexts_once, &c);
+    expect_eq(rill_sleep(0.01), 0);
+    cr_assert(!c.done);
+    expect_eq(rill_close(sv[0]), 0);
+    cr_assert(wait_done(&c.done, 1), "the generator's read was not woken");
+    expect_eq(rill_join(t), 0);
+    expect_eq(c.rc, -EBADF);
+    expect_eq(rill_gen_status(c.g), -EBADF);
+    rill_gen_free(c.g);
+    close(sv[1]);
+    return 0;
+}
+
 typedef struct many_lines {
     int fd, n;
     ssize_t rc;
@@ -1759,7 +2028,7 @@ FIBER_TEST(lines_stream, breaking_out_early_frees_the_generator_cleanly) {
     return 0;
 }
 
-FIBER_TEST(lines_stream, a_deadline_cuts_a_next_waiting_for_a_line) {
+FIBER_TEST(lines_stream, a_deadline_cuts_a_next_waiting_for_a_line_and_loses_nothing) {
     int p[2];
     make_pipe(p);
     cr_assert_eq(write(p[1], "partial", 7), 7);
@@ -1769,11 +2038,20 @@ FIBER_TEST(lines_stream, a_deadline_cuts_a_next_waiting_for_a_line) {
     rill_scope_enter(&s, 0.02);
     expect_eq(rill_gen_next(g, &v), -ECANCELED);
     expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
-    /* The body returned rill_read's error: the generator is finished. */
-    expect_eq(rill_gen_status(g), -ECANCELED);
+    /* The cancelled read had no effect: the generator goes on, with the
+     * bytes it had already read. */
+    expect_eq(rill_gen_status(g), 0);
+    cr_assert_eq(write(p[1], " line\nnext\n", 11), 11);
+    expect_eq(rill_gen_next(g, &v), 1);
+    cr_assert_str_eq(v, "partial line");
+    /* A deadline per line: a scope around each next. */
+    rill_scope_enter(&s, 5);
+    expect_eq(rill_gen_next(g, &v), 1);
+    expect_eq(rill_scope_exit(&s), 0);
+    cr_assert_str_eq(v, "next");
+    close(p[1]);
     expect_eq(rill_gen_next(g, &v), 0);
     rill_gen_free(g);
     close(p[0]);
-    close(p[1]);
     return 0;
 }
