@@ -2,13 +2,18 @@
 #
 #   make                      librill.a, librill.so and rill.pc in build/
 #   make test                 the whole suite: plain (each switch backend), packaging,
-#                             demos, ASan+UBSan (ucontext, fast), ThreadSanitizer
-#                             (thread tests), valgrind, the standalone switch test
-#                             (native, and aarch64 under qemu-aarch64)
+#                             demos, the SSE demo end to end and fuzzed, ASan+UBSan
+#                             (ucontext, fast), ThreadSanitizer (thread tests),
+#                             valgrind, the standalone switch test (native, and
+#                             aarch64 under qemu-aarch64)
+#   make test-sse, test-fuzz  the SSE demo with curl, Chromium and bad clients; its
+#                             request handling under libFuzzer (FUZZ_SECONDS=60)
 #   make SWITCH=fast          the assembly context switch (build/fast); also
 #                             SWITCH=portable (build/portable); ucontext is the default
 #   make demo                 run every demo with short delays
 #   make bench                micro-benchmarks of every switch backend, side by side
+#                             (and the echo server's round trips against plain epoll)
+#   make bench-io             the SSE demo under wrk, and 10 000 streams held at once
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
@@ -88,24 +93,34 @@ LIB_OBJ = $(addsuffix .o,$(basename $(LIB_SRC:runtime/%=$(BUILD)/obj/%)))
 TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
-DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%)
-BENCH_SRC = $(wildcard bench/*.c)
+# A demo of several files is a directory with a main.c: demos/NAME/ builds
+# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too.
+DEMO_DIRS = $(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c))
+DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%) $(DEMO_DIRS:%=$(BUILD)/demos/%)
+DEMO_LIBS_sse = -lhttp_parser
+# bench/sse_clients.c is a load client of bench/sse-load.sh (make bench-io),
+# not a benchmark of its own.
+BENCH_SRC = $(filter-out bench/sse_clients.c,$(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
-DEPS_TEST = $(DEPS_BUILD) libcriterion-dev:/usr/include/criterion/criterion.h \
-            valgrind:valgrind g++:c++
+# The demos (the SSE server parses HTTP with libhttp-parser).
+DEPS_DEMO = $(DEPS_BUILD) libhttp-parser-dev:/usr/include/http_parser.h
+DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
+            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-package valgrind demo demo-bins \
-        bench bench-bins install uninstall echo clean deps deps-test
+.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
+        bench bench-bins bench-io install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
 
 deps:
 	@scripts/deps.sh $(DEPS_BUILD)
+deps-demo:
+	@scripts/deps.sh $(DEPS_DEMO)
 deps-test:
 	@scripts/deps.sh $(DEPS_TEST)
 
@@ -142,6 +157,14 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
+define demo_dir_rule
+$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a
+	@mkdir -p $$(@D)
+	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $(wildcard demos/$(1)/*.c) -o $$@ \
+	  $$(FINAL_LDFLAGS) $$(BUILD)/librill.a $$(LIBS) $$(DEMO_LIBS_$(1)) -lm
+endef
+$(foreach d,$(DEMO_DIRS),$(eval $(call demo_dir_rule,$(d))))
+
 $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
@@ -152,7 +175,7 @@ $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/libril
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
 	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
-	  test-demos test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
+	  test-demos test-sse test-fuzz test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
 	  status=$$?; scripts/summary.sh build/results && exit $$status
 
 test-plain: $(TEST_BIN) lib
@@ -194,6 +217,28 @@ test-package: lib
 test-demos: $(DEMO_BIN)
 	@scripts/run-demos.sh build/results $(DEMO_BIN)
 
+# The SSE demo end to end (scripts/test-sse.sh): curl, headless Chromium,
+# misbehaving clients, SIGTERM; its self-test under ASan+UBSan and valgrind.
+test-sse: $(BUILD)/demos/sse
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined build/san/demos/sse
+	@mkdir -p build/results
+	@scripts/test-sse.sh build/results $(BUILD)/demos/sse build/san/demos/sse
+
+# The SSE demo's request handling under libFuzzer for FUZZ_SECONDS, from
+# the seeds in tests/fuzz/corpus/http (a crash or a broken invariant fails).
+# http.c is compiled with the target by clang, instrumented for coverage.
+FUZZ_CC = clang
+FUZZ_SECONDS = 60
+build/fuzz/fuzz_http: tests/fuzz/fuzz_http.c demos/sse/http.c demos/sse/http.h
+	@mkdir -p $(@D)
+	$(call say,CC,$@)$(FUZZ_CC) -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) \
+	  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Idemos/sse \
+	  tests/fuzz/fuzz_http.c demos/sse/http.c -o $@ -lhttp_parser
+
+test-fuzz: build/fuzz/fuzz_http
+	@mkdir -p build/results
+	@scripts/run-fuzz.sh build/results build/fuzz/fuzz_http tests/fuzz/corpus/http $(FUZZ_SECONDS)
+
 # The context switch alone (tests/switch): one binary per backend, built from
 # switch.h and that backend's files only; test-aarch64 cross-builds them for
 # aarch64 (static) and runs them under qemu-aarch64.
@@ -232,7 +277,7 @@ $(BUILD)/tests/selfcheck: tests/selfcheck.c
 # ---- demos, benchmarks ----------------------------------------------------------
 # demo-bins has a recipe of its own so that, with nothing to rebuild, make
 # says nothing (no "is up to date" per demo).
-demo: deps
+demo: deps-demo
 	@$(MAKE) --no-print-directory demo-bins
 	@scripts/run-demos.sh - $(DEMO_BIN)
 
@@ -250,6 +295,17 @@ bench: deps
 
 bench-bins: $(BENCH_BIN)
 	@:
+
+# The SSE demo under load (bench/sse-load.sh): wrk against /stream, then
+# 1000, 5000 and 10 000 streams held at once by bench/sse_clients.  Not part
+# of make bench or make test: it takes about a minute and raises ulimit -n.
+bench-io: deps-demo $(BUILD)/demos/sse $(BUILD)/bench-io/sse_clients
+	@scripts/deps.sh wrk:wrk
+	@bench/sse-load.sh $(BUILD)/demos/sse $(BUILD)/bench-io/sse_clients
+
+$(BUILD)/bench-io/sse_clients: bench/sse_clients.c
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS)
 
 # ---- install ------------------------------------------------------------------------
 install: all

@@ -984,14 +984,19 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * written with MSG_NOSIGNAL, and the first rill_write to anything else
  * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
  * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
- * around any of these makes them return -ECANCELED at the deadline
- * (rill_scope_cancelled_caught(&s) tells that apart from a cancellation).
+ * around any of these makes them return -ECANCELED at the deadline, and
+ * rill_scope_exit(&s) then returns -ETIMEDOUT (telling the deadline apart
+ * from a cancellation from outside).
  *
  * Every call here is a cancellation point (see "Conventions"); a cancelled
- * read, accept or connect has no effect.  Close an fd that fibers may be
- * waiting on with rill_close: it wakes them, whereas close() leaves them to
- * the check rill_wait_fd describes, and a number reused at once could wake
- * them for another file.
+ * read, accept or connect has no effect.  Close with rill_close the
+ * sockets these calls return, and any fd fibers may be waiting on: it
+ * wakes the waiters (close() leaves them to the check rill_wait_fd
+ * describes) and makes rill forget the fd.  rill keeps the kernel
+ * watching a socket of its making between back-to-back waits (one
+ * syscall fewer per wait), so such a socket closed with close() and its
+ * number reused at once, before the loop polls again, could leave a wait
+ * on the new file unwatched.
  * ======================================================================== */
 
 /* Read up to n bytes from fd into buf (asyncio's loop.sock_recv, reader.read(n)):
@@ -1109,7 +1114,9 @@ RILL_API rill_gen *rill_lines(int fd);
  * (ENOENT, EACCES, ...).  The generator's body returns a read error as a
  * negative errno (or rill_to_thread's, or -ENOMEM for a line that outgrows
  * the memory to be had); consumed outside a fiber it returns -EPERM
- * (reading blocks).  Free it with rill_gen_free. */
+ * (reading blocks).  A read cancelled before its pool job started has no
+ * effect, as in rill_lines: rill_gen_next returns -ECANCELED and the next
+ * call goes on.  Free it with rill_gen_free. */
 RILL_API rill_gen *rill_file_lines(const char *path);
 
 #ifdef __cplusplus

@@ -17,7 +17,19 @@
  * right before it applies fd changes), checks those fds once each and
  * wakes their waiters with the error instead.  A wait costs one fcntl, as
  * a check at its start would, but that check alone would come too early:
- * another fiber may close the fd before the loop polls. */
+ * another fiber may close the fd before the loop polls.
+ *
+ * A request-reply exchange waits on a socket, is woken, reads, writes and
+ * waits again, all in one round of the loop.  libev would tell the kernel
+ * about the new watcher (epoll_ctl) and rill check the fd first (fcntl):
+ * two syscalls per exchange that a hand-written epoll loop does not make,
+ * since the kernel still watches the fd for the same events.  So a wait
+ * that starts in the round the fd's last wait ended ready, for the same
+ * events, with no other waiter, is started as the same registration (its
+ * watcher without libev's "new fd" flag) and not checked.  Only for the
+ * sockets rill made (rill__fd_created): a file closed and replaced on the
+ * same number within the round would leave the kernel watching nothing,
+ * and rill_close, which such sockets are closed with, forgets the fd. */
 
 typedef struct fd_waiter {
     rill__waiter w;
@@ -28,6 +40,10 @@ typedef struct fd_waiter {
 struct rill__fd_slot {
     fd_waiter *head;           /* the fd's waiters, newest first */
     bool dirty;                /* on rt->fds.dirty */
+    bool drained;              /* rill_read's hint: see rill__fd_drained */
+    bool created;              /* a socket rill made, not closed by rill_close */
+    unsigned char ready_events; /* the EV_ mask of the wait that last ended ready, */
+    unsigned ready_round;      /* in this round of the loop (ev_iteration + 1) */
 };
 
 static int interest(const fd_waiter *fw) {
@@ -81,9 +97,14 @@ static void fd_stop(rill__rt *rt, fd_waiter *fw) {
 }
 
 static void fd_ready(struct ev_loop *loop, ev_io *io, int revents) {
-    (void)loop;
     fd_waiter *fw = rill__container_of(io, fd_waiter, io);
-    fd_stop(rill__self, fw);
+    rill__rt *rt = rill__self;
+    struct rill__fd_slot *s = &rt->fds.slots[io->fd];
+    if (s->created && !(revents & EV_ERROR)) {
+        s->ready_events = (unsigned char)(io->events & (EV_READ | EV_WRITE));
+        s->ready_round = ev_iteration(loop) + 1;
+    }
+    fd_stop(rt, fw);
     int ready = 0;
     if (revents & EV_READ) ready |= RILL_READ;
     if (revents & EV_WRITE) ready |= RILL_WRITE;
@@ -139,8 +160,10 @@ static bool recheck(rill__rt *rt) {
 /* In a forked child libev hands every watched fd to the kernel afresh, and
  * the child may close some first (the parent's): check them all. */
 static void fds_fork_child(rill__rt *rt) {
-    for (size_t fd = 0; fd < rt->fds.cap; fd++)
+    for (size_t fd = 0; fd < rt->fds.cap; fd++) {
+        rt->fds.slots[fd].ready_round = 0; /* the child's kernel watches nothing yet */
         if (rt->fds.slots[fd].head) mark(rt, (int)fd);
+    }
 }
 
 static void fds_free(rill__rt *rt) {
@@ -166,20 +189,51 @@ int rill__fd_block(int fd, int events) {
     fd_waiter fw = {.w = {.unhook = fd_unhook, .what = "fd"}};
     int ev = ((events & RILL_READ) ? EV_READ : 0) | ((events & RILL_WRITE) ? EV_WRITE : 0);
     ev_io_init(&fw.io, fd_ready, fd, ev);
-    ev_io_start(rt->loop, &fw.io);
     struct rill__fd_slot *s = &rt->fds.slots[fd];
+    bool same = s->created && !s->head && s->ready_events == ev &&
+                s->ready_round == ev_iteration(rt->loop) + 1;
+    if (same) fw.io.events &= ~EV__IOFDSET;
+    ev_io_start(rt->loop, &fw.io);
     fw.next = s->head;
     if (s->head) s->head->prev = &fw;
     s->head = &fw;
     /* A new watcher makes libev (re)tell the kernel about its fd. */
-    mark(rt, fd);
+    if (!same) mark(rt, fd);
     return rill__sched_block(&fw.w);
 }
 
 void rill__fd_forget(int fd) {
     rill__rt *rt = rill__self;
     if (!rt || fd < 0 || (size_t)fd >= rt->fds.cap) return;
-    wake_all(rt, &rt->fds.slots[fd], -EBADF);
+    struct rill__fd_slot *s = &rt->fds.slots[fd];
+    wake_all(rt, s, -EBADF);
+    s->created = s->drained = false;
+    s->ready_round = 0;
+}
+
+void rill__fd_created(int fd) {
+    rill__rt *rt = rill__self;
+    /* Without a runtime or room, the fd just goes without the shortcut. */
+    if (!rt || make_room(rt, fd) != 0) return;
+    struct rill__fd_slot *s = &rt->fds.slots[fd];
+    s->created = true;
+    s->drained = false;
+    s->ready_round = 0;
+}
+
+/* A read that returned less than it asked for has most likely emptied the
+ * socket's buffer: the next one waits first instead of trying a read that
+ * would say EAGAIN (in a request-reply exchange, it always would).  A hint
+ * only: kept for an fd number, it may outlive its file, and then one wait
+ * returns at once (the fd is polled level-triggered). */
+void rill__fd_set_drained(int fd, bool drained) {
+    rill__rt *rt = rill__self;
+    if ((size_t)fd < rt->fds.cap) rt->fds.slots[fd].drained = drained;
+}
+
+bool rill__fd_drained(int fd) {
+    rill__rt *rt = rill__self;
+    return (size_t)fd < rt->fds.cap && rt->fds.slots[fd].drained;
 }
 
 int rill_wait_fd(int fd, int events) {

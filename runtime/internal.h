@@ -707,6 +707,15 @@ RILL__INLINE int rill__fd_wait(int fd, int events) {
     return rill__fd_block(fd, events);
 }
 
+/* rill_read's hint that fd's input is drained (fd.c explains it).  Call
+ * them in a fiber. */
+void rill__fd_set_drained(int fd, bool drained);
+bool rill__fd_drained(int fd);
+
+/* fd is a socket rill just made, which its user closes with rill_close:
+ * back-to-back waits on it may keep its registration (fd.c). */
+void rill__fd_created(int fd);
+
 /* Wake every waiter on fd with -EBADF and take its watchers out of libev,
  * before fd is closed (rill_close).  No effect without a runtime. */
 void rill__fd_forget(int fd);

@@ -58,9 +58,19 @@ ssize_t rill_read(int fd, void *buf, size_t n) {
     if (!buf && n) return -EINVAL;
     int rc = rill__scope_checkpoint();
     if (rc) return rc;
+    /* An empty socket says EAGAIN even to a read of nothing. */
+    if (n == 0) return fcntl(fd, F_GETFD) < 0 ? -errno : 0;
+    if (rill__fd_drained(fd)) {
+        rill__fd_set_drained(fd, false);
+        rc = rill__fd_block(fd, RILL_READ);
+        if (rc < 0) return rc;
+    }
     for (bool checked = true;; checked = false) {
         ssize_t got = try_read(fd, buf, n);
-        if (got >= 0) return got;
+        if (got >= 0) {
+            if ((size_t)got < n && got > 0) rill__fd_set_drained(fd, true);
+            return got;
+        }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return -errno;
         /* After a wake the fiber may have been cancelled while ready: check

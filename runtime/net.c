@@ -26,8 +26,10 @@ static void set_nodelay(int fd) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Give up a socket of rill's making: rill_close, so that its fd's slot
+ * forgets it (fd.c). */
 static int close_keeping_errno(int fd, int err) {
-    close(fd);
+    rill_close(fd);
     return err;
 }
 
@@ -112,6 +114,7 @@ static int listen_on(int family, int socktype, int protocol, const struct sockad
     if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (bind(fd, addr, addrlen) != 0 || listen(fd, backlog) != 0)
         return close_keeping_errno(fd, -errno);
+    rill__fd_created(fd);
     return fd;
 }
 
@@ -165,6 +168,7 @@ int rill_accept(int lfd, struct sockaddr *addr, socklen_t *len) {
         if (fd >= 0) {
             if (!addr || addr->sa_family == AF_INET || addr->sa_family == AF_INET6)
                 set_nodelay(fd); /* fails harmlessly on a Unix socket */
+            rill__fd_created(fd);
             return fd;
         }
         if (errno == EINTR || pending_error(errno)) continue;
@@ -180,6 +184,7 @@ RILL__INLINE int connect_to(int family, int socktype, int protocol, const struct
                             socklen_t addrlen) {
     int fd = socket(family, socktype | SOCK_FLAGS, protocol);
     if (fd < 0) return -errno;
+    rill__fd_created(fd);
     if (connect(fd, addr, addrlen) != 0) {
         if (errno != EINPROGRESS && errno != EINTR) return close_keeping_errno(fd, -errno);
         int rc = rill__fd_wait(fd, RILL_WRITE);
@@ -270,6 +275,7 @@ int rill_unix_connect(const char *path) {
     if (rc) return rc;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_FLAGS, 0);
     if (fd < 0) return -errno;
+    rill__fd_created(fd);
     /* A full backlog makes a Unix connect fail with EAGAIN at once, and
      * nothing can be polled for its end: try again, a little later each
      * time. */

@@ -19,6 +19,10 @@
 # median over the rounds of its ratio to the backend's own bare
 # rill__ctx_switch (each taken side by side in one run, so a busy machine
 # disturbs it less than the ns), with the goals set for the fast backend.
+# Last, the echo server's figures of each backend (bench/echo, round 1
+# only: it takes its own medians, alternating rill and plain epoll servers),
+# from its "=echo<TAB>rill/s<TAB>epoll/s<TAB>ratio<TAB>rill CPU us<TAB>epoll
+# CPU us" line.
 set -eu
 quick=""
 rounds=3
@@ -35,7 +39,8 @@ done
 
 rows=$(mktemp)
 out=$(mktemp)
-trap 'rm -f "$rows" "$out"' EXIT
+echo_rows=$(mktemp)
+trap 'rm -f "$rows" "$out" "$echo_rows"' EXIT
 
 # The programs of the first backend's directory: switch, gen and threads
 # first (the summary's), then any other in name order.
@@ -62,7 +67,14 @@ for prog in $programs; do
         case " switch gen threads " in
             *" $prog "*) run 1 "$prog" "${spec%%=*}" "${spec#*=}" $quick
                          grep -v '^=row' "$out" ;;
-            *) "${spec#*=}/$prog" $quick || { echo "bench: ${spec#*=}/$prog failed" >&2; exit 1; } ;;
+            *) if [ "$prog" = echo ]; then # its figures also go to the echo summary
+                   "${spec#*=}/$prog" $quick --rows >"$out" ||
+                       { cat "$out"; echo "bench: ${spec#*=}/$prog failed" >&2; exit 1; }
+                   grep -v '^=echo' "$out"
+                   grep '^=echo' "$out" | cut -f2- | sed "s|^|${spec%%=*}\t|" >>"$echo_rows"
+               else
+                   "${spec#*=}/$prog" $quick || { echo "bench: ${spec#*=}/$prog failed" >&2; exit 1; }
+               fi ;;
         esac
         echo
     done
@@ -146,3 +158,12 @@ END {
         printf "\n"
     }
 }'
+
+if [ -s "$echo_rows" ]; then
+    echo
+    echo "# echo server (bench/echo): round trips/s through rill (rill_read + rill_write, a task per connection) and plain epoll, same client, same run; medians"
+    awk -F'\t' '
+    BEGIN { printf "%-10s %12s %12s %11s %15s %16s %10s\n", "backend", "rill rt/s", "epoll rt/s", "rill/epoll", "rill CPU us/rt", "epoll CPU us/rt", "CPU ratio" }
+    { printf "%-10s %12.0f %12.0f %10.3fx %15.2f %16.2f %9.2fx\n", $1, $2, $3, $4, $5, $6, $5 / $6 }
+    END { printf "goal: rill/epoll >= 0.9 (round trips/s: the median of the ratios of neighbouring slices)\n" }' "$echo_rows"
+fi

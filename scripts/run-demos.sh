@@ -10,6 +10,9 @@
 # the output follows), and RESULTS_DIR/demos.counts receives "passed failed".
 # A demo passes if it exits 0 with an "ok:" verdict.  Exits non-zero if any
 # demo failed.
+# A demo that needs flags of its own to check itself (a server's
+# --self-test) says so in its source, demos/NAME.c or demos/NAME/main.c, on
+# a comment line " * run-demos: FLAGS"; they come before --scale.
 set -u
 if [ $# -lt 1 ]; then
     echo "usage: $0 RESULTS_DIR|- BINARY..." >&2
@@ -18,6 +21,14 @@ fi
 res=$1
 shift
 pass=0 fail=0
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+# The flags demo $1 asks for (see above), or nothing.
+demo_flags() {
+    local src=$root/demos/$1.c
+    [ -f "$src" ] || src=$root/demos/$1/main.c
+    [ -f "$src" ] && sed -n 's/^ \* run-demos: *//p' "$src" | head -n 1
+}
 
 # The verdict of the output in $1 and exit status $2: the demo's last "ok:"
 # or "FAILED:" line, or why there is none.  Returns 0 if the demo passed.
@@ -40,8 +51,10 @@ if [ "$res" = - ]; then
     summary=()
     for bin in "$@"; do
         name=$(basename "$bin")
-        echo "==== $name --scale 0.25"
-        "$bin" --scale 0.25 2>&1 | tee "$tmp/out"
+        flags=$(demo_flags "$name")
+        echo "==== $name ${flags:+$flags }--scale 0.25"
+        # shellcheck disable=SC2086 # the flags are words
+        "$bin" $flags --scale 0.25 2>&1 | tee "$tmp/out"
         rc=${PIPESTATUS[0]}
         if v=$(verdict "$tmp/out" "$rc"); then
             pass=$((pass + 1))
@@ -64,7 +77,9 @@ rm -rf "$dir" && mkdir -p "$dir"
 for bin in "$@"; do
     name=$(basename "$bin")
     printf '%-10s %-28s ' "[demos]" "$name"
-    "$bin" --scale 0.02 >"$dir/$name.out" 2>&1
+    flags=$(demo_flags "$name")
+    # shellcheck disable=SC2086
+    "$bin" $flags --scale 0.02 >"$dir/$name.out" 2>&1
     rc=$?
     if v=$(verdict "$dir/$name.out" $rc); then
         pass=$((pass + 1))
