@@ -390,6 +390,43 @@ Test(io, calls_that_wait_are_eperm_outside_a_fiber_and_the_others_work, .timeout
     unlink(path);
 }
 
+FIBER_TEST(io, a_read_after_a_short_read_gets_what_came_meanwhile_at_once) {
+    /* A short read may make the next one wait for the reactor first: that
+     * wait must end at once whenever there is something to read. */
+    int sv[2];
+    make_socketpair(sv);
+    char buf[64] = {0};
+    rill_scope s; /* a read that stalled would be cut here, and fail */
+    rill_scope_enter(&s, 5);
+    cr_assert_eq(write(sv[1], "one", 3), 3);
+    expect_eq(rill_read(sv[0], buf, sizeof buf), 3); /* short */
+    cr_assert_eq(write(sv[1], "two", 3), 3);
+    expect_eq(rill_read(sv[0], buf, sizeof buf), 3);
+    expect_eq(rill_read(sv[0], buf, 0), 0);
+    cr_assert_eq(shutdown(sv[1], SHUT_WR), 0);
+    expect_eq(rill_read(sv[0], buf, sizeof buf), 0);
+    /* The number closed with close() after a short read, and a regular
+     * file opened on it: read at once. */
+    cr_assert_eq(write(sv[0], "x", 1), 1);
+    expect_eq(rill_read(sv[1], buf, sizeof buf), 1); /* short */
+    int x = sv[1];
+    close(sv[1]);
+    char path[] = "/tmp/rill-io-file-XXXXXX";
+    int f = mkostemp(path, O_CLOEXEC);
+    cr_assert_eq(f, x, "the file did not take the number: the test shows less");
+    cr_assert_eq(write(f, "file data", 9), 9);
+    cr_assert_eq(lseek(f, 0, SEEK_SET), 0);
+    memset(buf, 0, sizeof buf);
+    expect_eq(rill_read(f, buf, sizeof buf), 9);
+    cr_assert_str_eq(buf, "file data");
+    expect_eq(rill_read(f, buf, sizeof buf), 0);
+    expect_eq(rill_scope_exit(&s), 0);
+    close(f);
+    unlink(path);
+    close(sv[0]);
+    return 0;
+}
+
 static int sleeps_then_writes(void *arg) {
     io_call *c = arg;
     rill_sleep(0.02);
@@ -1184,6 +1221,17 @@ FIBER_TEST(tcp, accept_out_of_fds_is_emfile_and_the_connection_waits_in_the_back
     cr_assert(l >= 0);
     int c = rill_tcp_connect("127.0.0.1", rill_local_port(l));
     cr_assert(c >= 0);
+    if (under_valgrind()) {
+        /* valgrind keeps a limit of its own: an fd the kernel accepts above
+         * it is closed again and EMFILE made up, and the connection is gone.
+         * Only the plain and ASan runs can use up the fds. */
+        int a = rill_accept(l, NULL, NULL);
+        cr_assert(a >= 0);
+        rill_close(a);
+        rill_close(c);
+        rill_close(l);
+        return 0;
+    }
     struct rlimit old, low;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
     low = old;
