@@ -1151,7 +1151,7 @@ static void connections_wait_unaccepted(bool unix_sock, int backlog) {
     if (unix_sock) unlink(path);
 }
 
-FIBER_TEST(tcp, a_backlog_of_zero_or_less_takes_somaxconn_connections) {
+FIBER_TEST(tcp, tcp_and_unix_listeners_with_a_backlog_of_zero_or_less_take_somaxconn) {
     connections_wait_unaccepted(false, 0);
     connections_wait_unaccepted(false, -5);
     connections_wait_unaccepted(true, 0);
