@@ -395,10 +395,11 @@ typedef struct rill__fds {     /* fd.c */
     rill__hook recheck;        /* before each poll: closed fds */
 } rill__fds;
 
-typedef struct rill__signals { /* stack.c */
+typedef struct rill__stacks {  /* stack.c */
     void *altstack;            /* the overflow handler's stack */
     stack_t old_altstack;
-} rill__signals;
+    ev_timer decay;            /* gives back the stacks a pool keeps unused */
+} rill__stacks;
 
 /* What belongs to one run (a rill_run, or an attachment): reset as a
  * whole when it begins and when it ends. */
@@ -444,7 +445,7 @@ typedef struct rill__rt {
     rill__gens gens;
     rill__remote remote;
     rill__fds fds;
-    rill__signals signals;
+    rill__stacks stacks;
 } rill__rt;
 
 /* The thread's runtime.  Initial-exec: read with one %fs-relative load

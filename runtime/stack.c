@@ -19,7 +19,12 @@
  * so on stderr.
  *
  * Released stacks of the default size are kept in a per-thread pool, so that
- * spawning is a pop from a list.  When a thread's runtime ends, its pool
+ * spawning is a pop from a list.  The pool keeps its stacks' pages, so a
+ * burst of fibers would hold its peak of memory for good: a timer of the
+ * runtime's (the decay) gives back, each second, the stacks the pool kept
+ * unused through the whole second, beyond POOL_KEEP, to their slabs and
+ * their pages to the kernel; a stack that overflows the pool goes so at
+ * once.  When a thread's runtime ends, its pool
  * goes to a process-wide stash that later runtimes, on any thread, refill
  * from.  What overflows both goes back to its slab, and a slab whose stacks
  * are all back is unmapped (but one per size, against thrashing; the end of
@@ -48,6 +53,10 @@
 /* Free default-size stacks kept per thread: a burst of live fibers beyond it
  * takes the stash's mutex once per stack. */
 #define POOL_MAX 2048u
+/* Free stacks a pool keeps however long they go unused, and how often
+ * the decay looks at the others. */
+#define POOL_KEEP 64u
+#define DECAY_SECONDS 1.0
 /* A size's first slab holds one stack, each next one twice as many, up to
  * SLAB_MAX stacks or SLAB_BYTES: few mappings for a million fibers, and a
  * small program reserves no more address space than it uses (a program
@@ -105,6 +114,7 @@ static void stash_fork_child(void) { pthread_mutex_init(&stash.mu, NULL); }
 static _Thread_local struct {
     rill__stack *free;  /* default-size stacks ready for reuse */
     size_t nfree;
+    size_t low;         /* the fewest free since the decay last looked */
 } pool;
 
 /* Sizes beyond this are refused: they would overflow the page and slab
@@ -453,6 +463,25 @@ static void refill(void) {
     pthread_mutex_unlock(&stash.mu);
 }
 
+/* The pages st's frames touched go back to the kernel (they read as
+ * zeroes when next touched), but its top page, which holds st itself; its
+ * guard page stays. */
+static void drop_pages(rill__stack *st) {
+    char *top = (char *)((uintptr_t)st & ~(uintptr_t)(cfg.page - 1));
+    if (top > st->lo) madvise(st->lo, (size_t)(top - st->lo), MADV_DONTNEED);
+}
+
+/* st to its slab, or unmapped if it is a mapping of its own. */
+static void give_back(rill__stack *st) {
+    if (!st->slab) {
+        unmap_stack(st);
+        return;
+    }
+    pthread_mutex_lock(&stash.mu);
+    slab_give(st);
+    pthread_mutex_unlock(&stash.mu);
+}
+
 /* Keep st for the process; when the stash is full, give it back to its
  * slab, or unmap it. */
 static void stash_put(rill__stack *st) {
@@ -477,7 +506,7 @@ static rill__stack *stack_get(size_t size) {
     if (dflt && pool.free) {
         st = pool.free;
         pool.free = st->next_free;
-        pool.nfree--;
+        if (--pool.nfree < pool.low) pool.low = pool.nfree;
     } else if (cfg.guard_install) {
         st = from_slabs(size, true);
     }
@@ -499,19 +528,50 @@ static rill__stack *stack_get(size_t size) {
     return st;
 }
 
+/* libev's idiom for a timer that must not keep the loop running: it is
+ * not counted while active. */
+static void decay_start(rill__rt *rt) {
+    if (!rt || !rt->loop || ev_is_active(&rt->stacks.decay)) return;
+    pool.low = pool.nfree;
+    ev_timer_set(&rt->stacks.decay, DECAY_SECONDS, DECAY_SECONDS);
+    ev_timer_start(rt->loop, &rt->stacks.decay);
+    ev_unref(rt->loop);
+}
+
+static void decay_stop(rill__rt *rt) {
+    if (!rt->loop || !ev_is_active(&rt->stacks.decay)) return;
+    ev_ref(rt->loop);
+    ev_timer_stop(rt->loop, &rt->stacks.decay);
+}
+
+/* Each second: give back the stacks the pool held unused all along (at
+ * least pool.low of them were), down to POOL_KEEP. */
+static void decay(struct ev_loop *loop, ev_timer *w, int revents) {
+    (void)loop, (void)w, (void)revents;
+    size_t excess = pool.nfree > POOL_KEEP ? pool.nfree - POOL_KEEP : 0;
+    for (size_t n = pool.low < excess ? pool.low : excess; n > 0; n--) {
+        rill__stack *st = pool.free;
+        pool.free = st->next_free;
+        pool.nfree--;
+        drop_pages(st);
+        give_back(st);
+    }
+    pool.low = pool.nfree;
+    if (pool.nfree <= POOL_KEEP) decay_stop(rill__self);
+}
+
 void rill__stack_put(rill__stack *st) {
     if (st->size == cfg.stack && pool.nfree < POOL_MAX) {
         st->next_free = pool.free;
         pool.free = st;
-        pool.nfree++;
+        if (++pool.nfree > POOL_KEEP) decay_start(rill__self);
     } else if (st->size == cfg.stack) {
-        stash_put(st);
-    } else if (st->slab) {
-        pthread_mutex_lock(&stash.mu);
-        slab_give(st);
-        pthread_mutex_unlock(&stash.mu);
+        /* Beyond what a pool keeps: back to its slab, which goes once all
+         * its stacks are back (the stash is for the ends of runs). */
+        drop_pages(st);
+        give_back(st);
     } else {
-        unmap_stack(st);
+        give_back(st);
     }
 }
 
@@ -598,14 +658,14 @@ static void on_segv(int sig, siginfo_t *si, void *uctx) {
 }
 
 int rill__stack_signals(rill__rt *rt) {
-    if (rt->signals.altstack) return 0; /* made already (a bare runtime's generators) */
+    if (rt->stacks.altstack) return 0; /* made already (a bare runtime's generators) */
     size_t sz = 64u * 1024u;
-    rt->signals.altstack = rill__malloc(sz);
-    if (!rt->signals.altstack) return -ENOMEM;
-    stack_t ss = {.ss_sp = rt->signals.altstack, .ss_size = sz, .ss_flags = 0};
-    if (sigaltstack(&ss, &rt->signals.old_altstack) != 0) {
-        free(rt->signals.altstack);
-        rt->signals.altstack = NULL;
+    rt->stacks.altstack = rill__malloc(sz);
+    if (!rt->stacks.altstack) return -ENOMEM;
+    stack_t ss = {.ss_sp = rt->stacks.altstack, .ss_size = sz, .ss_flags = 0};
+    if (sigaltstack(&ss, &rt->stacks.old_altstack) != 0) {
+        free(rt->stacks.altstack);
+        rt->stacks.altstack = NULL;
         return -errno;
     }
     /* The handler is process-wide; installed once, it stays. */
@@ -621,11 +681,11 @@ int rill__stack_signals(rill__rt *rt) {
 }
 
 static void signals_end(rill__rt *rt) {
-    if (!rt->signals.altstack) return;
+    if (!rt->stacks.altstack) return;
     stack_t cur;
-    sigaltstack(&rt->signals.old_altstack, &cur);
-    free(rt->signals.altstack);
-    rt->signals.altstack = NULL;
+    sigaltstack(&rt->stacks.old_altstack, &cur);
+    free(rt->stacks.altstack);
+    rt->stacks.altstack = NULL;
 }
 
 /* A stack for a new fiber: `size` bytes (0: the default), page-rounded.
@@ -650,8 +710,12 @@ void rill__stack_check(const rill__fiber *f) {
 /* The end of a run and of the thread's runtime alike: the pool to the
  * stash, empty slabs unmapped, the signal stack freed. */
 static void stacks_end(rill__rt *rt) {
+    decay_stop(rt);
     stacks_trim();
     signals_end(rt);
 }
 
-const rill__module rill__stack_module = {.run_end = stacks_end, .term = stacks_end};
+static void stacks_init(rill__rt *rt) { ev_init(&rt->stacks.decay, decay); }
+
+const rill__module rill__stack_module = {
+    .init = stacks_init, .run_end = stacks_end, .term = stacks_end};

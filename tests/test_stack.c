@@ -296,3 +296,56 @@ Test(stack, a_fault_in_the_next_stack_s_guard_page_is_no_overflow, .timeout = TE
               err);
     cr_expect(!(WIFEXITED(status) && WEXITSTATUS(status) == 0), "the fault went unnoticed");
 }
+
+/* A burst of fibers whose frames touch many pages, all ended: the pool
+ * keeps their stacks for reuse, then gives the pages back once they have
+ * gone unused for a second or so (a server's memory falls back after a
+ * peak of clients). */
+typedef struct burst {
+    rill_event go;
+    int touched;
+} burst;
+
+static int touch_and_wait(void *arg) {
+    burst *b = arg;
+    volatile char frame[40 * 1024];
+    memset((char *)frame, 1, sizeof frame);
+    b->touched += frame[100];
+    return rill_event_wait(&b->go);
+}
+
+static int burst_then_quiet(void *arg) {
+    long *rss = arg; /* before, at the peak's end, after a quiet while */
+    int n = under_valgrind() ? 300 : 3000;
+    burst b = {.touched = 0};
+    rill_event_init(&b.go);
+    rill_task **t = calloc((size_t)n, sizeof *t);
+    cr_assert_not_null(t);
+    rss[0] = rss_kib();
+    for (int i = 0; i < n; i++) t[i] = rill_spawn(touch_and_wait, &b);
+    expect_eq(rill_sleep(0.01), 0);
+    rill_event_set(&b.go);
+    for (int i = 0; i < n; i++) expect_eq(rill_join(t[i]), 0);
+    expect_eq(b.touched, n);
+    rss[1] = rss_kib();
+    expect_eq(rill_sleep(2.5), 0);
+    rss[2] = rss_kib();
+    free(t);
+    return 0;
+}
+
+Test(stack, a_burst_s_stack_pages_go_back_after_a_quiet_second, .timeout = TEST_TIMEOUT) {
+    long rss[3];
+    cr_assert_eq(rill_run(burst_then_quiet, rss), 0);
+    /* The numbers mean something only without a checker's own memory
+     * (valgrind's, ASan's shadow of the stacks). */
+#ifndef __SANITIZE_ADDRESS__
+    if (!under_valgrind()) {
+        cr_assert_gt(rss[1] - rss[0], 40 * 1024, "the burst touched little: %ld -> %ld KiB",
+                     rss[0], rss[1]);
+        cr_assert_lt(rss[2] - rss[0], 16 * 1024, "RSS %ld KiB before, %ld at the end, %ld after",
+                     rss[0], rss[1], rss[2]);
+    }
+#endif
+    (void)rss;
+}
