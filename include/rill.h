@@ -1017,7 +1017,7 @@ RILL_API ssize_t rill_read(int fd, void *buf, size_t n);
  * been written, as with a cancelled drain(): the stream is then fit only
  * to be closed.  A caller cancelled before the call writes nothing.
  * Two fibers writing to one fd at once may interleave their bytes where
- * one waits for room: let one fiber write, or hold a rill_lock. */
+ * one waits for room: let one fiber write, or hold a rill_mutex. */
 RILL_API ssize_t rill_write(int fd, const void *buf, size_t n);
 
 /* A listening TCP socket (asyncio.start_server's socket) bound to host
@@ -1054,7 +1054,8 @@ RILL_API int rill_tcp_connect(const char *host, int port);
 
 /* A listening AF_UNIX stream socket bound to path (asyncio.start_unix_server).
  * A socket file left at path by a server that is gone is replaced (one
- * that still accepts gives -EADDRINUSE); the file stays after rill_close
+ * that still accepts gives -EADDRINUSE: it is asked by connecting to it,
+ * so it sees a connection that closes at once); the file stays after rill_close
  * (unlink it).  A path starting with '@' names a socket in Linux's
  * abstract namespace (no file).  backlog <= 0 means SOMAXCONN.  Returns the
  * fd, or -EINVAL (path NULL or empty), -ENAMETOOLONG (108 bytes or more),
@@ -1074,8 +1075,8 @@ RILL_API int rill_unix_connect(const char *path);
 RILL_API int rill_local_port(int fd);
 
 /* Close fd (writer.close()): first every fiber of this thread's runtime
- * waiting on fd (rill_read, rill_write, rill_accept, rill_wait_fd, ...)
- * wakes with -EBADF and rill forgets the fd, so a number the kernel reuses
+ * waiting on fd (rill_read, rill_write, rill_accept, rill_wait_fd, ...),
+ * or woken by it and not run yet, returns -EBADF and rill forgets the fd, so a number the kernel reuses
  * at once never wakes them; then close().  Never blocks, and the fd is
  * closed whatever it returns: 0, -EBADF (fd not open), or -EIO (an error
  * the kernel reported while closing; an interrupted close counts as done).

@@ -44,6 +44,7 @@ struct rill__fd_slot {
     bool created;              /* a socket rill made, not closed by rill_close */
     unsigned char ready_events; /* the EV_ mask of the wait that last ended ready, */
     unsigned ready_round;      /* in this round of the loop (ev_iteration + 1) */
+    unsigned closes;           /* rill_close calls on this number */
 };
 
 static int interest(const fd_waiter *fw) {
@@ -199,7 +200,12 @@ int rill__fd_block(int fd, int events) {
     s->head = &fw;
     /* A new watcher makes libev (re)tell the kernel about its fd. */
     if (!same) mark(rt, fd);
-    return rill__sched_block(&fw.w);
+    unsigned closes = s->closes;
+    rc = rill__sched_block(&fw.w);
+    /* Woken ready, then the fd closed (and its number perhaps reused)
+     * before this fiber ran: the readiness was the old file's. */
+    if (rc > 0 && rt->fds.slots[fd].closes != closes) rc = -EBADF;
+    return rc;
 }
 
 void rill__fd_forget(int fd) {
@@ -207,6 +213,7 @@ void rill__fd_forget(int fd) {
     if (!rt || fd < 0 || (size_t)fd >= rt->fds.cap) return;
     struct rill__fd_slot *s = &rt->fds.slots[fd];
     wake_all(rt, s, -EBADF);
+    s->closes++;
     s->created = s->drained = false;
     s->ready_round = 0;
 }
