@@ -35,6 +35,7 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -183,6 +184,11 @@ static int amain(void *arg) {
 int main(int argc, char **argv) {
     parse_flags(argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* A connection's buffers (some 25 KiB) get pages of their own from the
+     * kernel, and give them back when freed: only the pages a client's
+     * bytes touch cost memory, and the server's memory falls back after a
+     * peak of clients (the heap would keep the freed blocks). */
+    mallopt(M_MMAP_THRESHOLD, 16 * 1024);
     int rc = rill_run(amain, NULL);
     if (!self_test) return rc == 0 ? 0 : 1;
     return demo_end(rc);

@@ -331,31 +331,8 @@ static int read_request(conn *c, bool first) {
     return rc;
 }
 
-/* A connection accepted, handed to its fiber. */
-typedef struct accepted {
-    sse_server *srv;
-    int fd;
-    unsigned id;
-} accepted;
-
-/* The connection lives on its fiber's stack (its buffers are most of it):
- * only the pages a client's bytes touch cost memory, and rill gives a
- * stack's pages back once it has gone unused, so the server's memory
- * follows its clients down after a peak. */
-static void conn_open(conn *c, accepted *a) {
-    c->srv = a->srv;
-    c->fd = a->fd;
-    c->id = a->id;
-    c->eof = c->gone = false;
-    c->stream_scope = NULL;
-    c->in_len = 0;
-    http_req_init(&c->req);
-    free(a);
-}
-
 static int conn_main(void *arg) {
-    conn conn_on_stack, *c = &conn_on_stack;
-    conn_open(c, arg);
+    conn *c = arg;
     sse_server *s = c->srv;
     s->st.connections++;
     bool more = true;
@@ -385,14 +362,14 @@ static int conn_main(void *arg) {
     }
     linger_close(c);
     s->st.active--;
+    free(c);
     return 0;
 }
 
 /* More clients than the bound: say so at once and close (a 503 rather than
  * a connection left waiting in a queue nobody reads). */
 static int reject_main(void *arg) {
-    conn conn_on_stack, *c = &conn_on_stack;
-    conn_open(c, arg);
+    conn *c = arg;
     sse_server *s = c->srv;
     s->st.rejected++;
     say(s, "client %u: 503 (%d clients already)", c->id, s->cfg.max_clients);
@@ -403,6 +380,7 @@ static int reject_main(void *arg) {
     rill_scope_exit(&sc);
     linger_close(c);
     s->st.rejecting--;
+    free(c);
     return 0;
 }
 
@@ -425,12 +403,18 @@ static int accept_loop(void *arg) {
             rill_close(fd); /* even the 503s are at their bound */
             continue;
         }
-        accepted *c = malloc(sizeof *c);
+        conn *c = malloc(sizeof *c);
         if (!c) {
             rill_close(fd);
             continue;
         }
-        *c = (accepted){s, fd, ++next_id};
+        c->srv = s;
+        c->fd = fd;
+        c->id = ++next_id;
+        c->eof = c->gone = false;
+        c->stream_scope = NULL;
+        c->in_len = 0;
+        http_req_init(&c->req);
         /* Counted here, not when the fiber first runs: a burst of accepts
          * must see the ones before it. */
         if (full) s->st.rejecting++;
