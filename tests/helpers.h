@@ -106,4 +106,21 @@ static inline int run_child(rill_fn *fn, void *arg, const char *guard_env, char 
                      w_ < 0 ? rill_strerror((int)w_) : "");                    \
     } while (0)
 
+/* Every line a line generator (rill_lines, rill_file_lines) yields, joined
+ * with '|', into out; the count into *nlines.  Returns the last
+ * rill_gen_next's result (0 at the end). */
+static inline int join_lines(rill_gen *g, char *out, size_t len, int *nlines) {
+    cr_assert_not_null(g, "no line generator: %s", strerror(errno));
+    out[0] = 0;
+    *nlines = 0;
+    void *v;
+    int rc;
+    while ((rc = rill_gen_next(g, &v)) == 1) {
+        if (*nlines) strncat(out, "|", len - strlen(out) - 1);
+        strncat(out, v, len - strlen(out) - 1);
+        (*nlines)++;
+    }
+    return rc;
+}
+
 #endif

@@ -1887,21 +1887,6 @@ FIBER_TEST(unix_sock, abstract_names_work_leave_no_file_and_match_other_programs
  * rill_lines
  * ======================================================================== */
 
-/* Every line of g, joined with '|', into out; returns the last next's. */
-static int collect_lines(rill_gen *g, char *out, size_t len, int *nlines) {
-    cr_assert_not_null(g, "rill_lines: %s", strerror(errno));
-    out[0] = 0;
-    *nlines = 0;
-    void *v;
-    int rc;
-    while ((rc = rill_gen_next(g, &v)) == 1) {
-        if (*nlines) strncat(out, "|", len - strlen(out) - 1);
-        strncat(out, v, len - strlen(out) - 1);
-        (*nlines)++;
-    }
-    return rc;
-}
-
 /* The lines of `text` written at once to a pipe (or a socketpair) that then
  * ends. */
 static void lines_of(bool use_pipe, const char *text, const char *want, int want_n) {
@@ -1916,7 +1901,7 @@ static void lines_of(bool use_pipe, const char *text, const char *want, int want
     char out[256];
     int got_n;
     rill_gen *g = rill_lines(rd);
-    expect_eq(collect_lines(g, out, sizeof out, &got_n), 0);
+    expect_eq(join_lines(g, out, sizeof out, &got_n), 0);
     cr_assert_str_eq(out, want, "lines of \"%s\" (%s)", text, use_pipe ? "pipe" : "socket");
     expect_eq(got_n, want_n);
     expect_eq(rill_gen_status(g), 0);
@@ -1965,7 +1950,7 @@ FIBER_TEST(lines_stream, lines_written_a_byte_at_a_time_come_out_whole) {
     char out[256];
     int n;
     rill_gen *g = rill_lines(sv[0]);
-    expect_eq(collect_lines(g, out, sizeof out, &n), 0);
+    expect_eq(join_lines(g, out, sizeof out, &n), 0);
     cr_assert_str_eq(out, "first line|second||third||a longer fourth line|last");
     expect_eq(n, 7);
     rill_gen_free(g);

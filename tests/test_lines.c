@@ -21,19 +21,10 @@ static void make_file(char *path, const char *bytes, size_t n) {
     close(fd);
 }
 
-/* Collect every line, joined with '|', into out. */
+/* Every line of the file at path, joined with '|', into out. */
 static int collect(const char *path, char *out, size_t len, int *nlines) {
     rill_gen *g = rill_file_lines(path);
-    cr_assert_not_null(g, "rill_file_lines: %s", strerror(errno));
-    out[0] = 0;
-    *nlines = 0;
-    void *v;
-    int rc;
-    while ((rc = rill_gen_next(g, &v)) == 1) {
-        if (*nlines) strncat(out, "|", len - strlen(out) - 1);
-        strncat(out, v, len - strlen(out) - 1);
-        (*nlines)++;
-    }
+    int rc = join_lines(g, out, len, nlines);
     rill_gen_free(g);
     return rc;
 }
