@@ -172,11 +172,22 @@ $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/libril
 # ---- tests -------------------------------------------------------------------
 # The suite runs three ways; scripts/run-tests.sh fails a mode if any sanitizer
 # or valgrind log reports an error or a leak (Criterion alone would not).
+#
+# Two lanes run at once, one per core: the plain lane prints as it goes; the
+# checked lane (ASan+UBSan, valgrind) writes build/results/checked.log,
+# printed once both have ended.  What both use (the default build's tests)
+# is built first, so that they never build the same file.
+TEST_LANE_PLAIN = test-plain test-plain-fast test-plain-portable test-package test-demos \
+                  test-sse test-fuzz test-tsan test-switch test-aarch64
+TEST_LANE_CHECKED = test-san test-san-fast test-valgrind
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
-	@$(MAKE) --no-print-directory -k test-plain test-plain-fast test-plain-portable test-package \
-	  test-demos test-sse test-fuzz test-san test-san-fast test-tsan test-switch test-aarch64 test-valgrind; \
-	  status=$$?; scripts/summary.sh build/results && exit $$status
+	@$(MAKE) --no-print-directory -k $(TEST_BIN) lib $(BUILD)/tests/selfcheck || true
+	@( $(MAKE) --no-print-directory -j1 -k $(TEST_LANE_CHECKED) >build/results/checked.log 2>&1; \
+	   echo $$? >build/results/checked.status ) & \
+	  $(MAKE) --no-print-directory -j1 -k $(TEST_LANE_PLAIN); plain=$$?; wait; \
+	  cat build/results/checked.log; checked=$$(cat build/results/checked.status); \
+	  scripts/summary.sh build/results && [ $$plain -eq 0 ] && [ "$$checked" = 0 ]
 
 test-plain: $(TEST_BIN) lib
 	@scripts/run-tests.sh plain build/results $(TEST_BIN)
