@@ -74,8 +74,11 @@ typedef struct slab_class slab_class;
  * each, or [stack] each for a slab without guard pages.  The header lives
  * in the mapping so that a new slab is one mapping and no allocation.  It
  * lists the slots given back by number, not through their stacks' own
- * descriptors: a stack given back keeps no page (its descriptor is made
- * again when it is taken). */
+ * descriptors, so that a free stack's pages can all go (its descriptor is
+ * made again when it is taken).  They go lazily: a slot given back keeps
+ * its pages (warm for the next taker) until the decay drops the pages of
+ * every slot given back since (slabs_clean), and a slab whose stacks are
+ * all back is unmapped without dropping any. */
 struct rill__slab {
     rill__list node;    /* on its class's avail or full list */
     slab_class *cls;
@@ -83,7 +86,8 @@ struct rill__slab {
     size_t len;         /* of the whole mapping */
     unsigned n, carved; /* slots, slots carved so far (in order) */
     unsigned out;       /* carved stacks not given back */
-    unsigned nfree;     /* slots given back: free_slot[0, nfree) */
+    unsigned nfree;     /* slots given back: free_slot[0, nfree), */
+    unsigned nclean;    /* the first nclean of them without pages */
     unsigned free_slot[];
 };
 
@@ -108,6 +112,7 @@ static struct {
     rill__stack *free;
     size_t n;
     slab_class *classes;
+    size_t dirty;       /* free slots of all slabs that keep their pages */
 } stash = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void stash_fork_prepare(void) { pthread_mutex_lock(&stash.mu); }
@@ -377,6 +382,7 @@ static slab *slab_new(slab_class *c) {
 /* Only a slab with no stack out: each was deregistered from valgrind as
  * it was given back. */
 static void slab_unmap(slab *sl) {
+    stash.dirty -= sl->nfree - sl->nclean;
     if (sl->cls->spare == sl) sl->cls->spare = NULL;
     rill__list_remove(&sl->node);
     munmap(sl, sl->len);
@@ -384,7 +390,14 @@ static void slab_unmap(slab *sl) {
 
 static rill__stack *slab_take(slab *sl) {
     slab_class *c = sl->cls;
-    unsigned i = sl->nfree ? sl->free_slot[--sl->nfree] : sl->carved++;
+    unsigned i;
+    if (sl->nfree) { /* the last given back: the likeliest to have its pages */
+        i = sl->free_slot[--sl->nfree];
+        if (sl->nfree < sl->nclean) sl->nclean = sl->nfree;
+        else stash.dirty--;
+    } else {
+        i = sl->carved++;
+    }
     char *lo = sl->base + i * slot_of(c) + (c->guarded ? cfg.page : 0);
     rill__stack *st = carve(lo, c->size, c->guarded ? lo - cfg.page : NULL, sl, 0);
     sl->out++;
@@ -396,7 +409,7 @@ static rill__stack *slab_take(slab *sl) {
     return st;
 }
 
-/* Slot i of sl is free again (its stack's pages are gone already). */
+/* Slot i of sl is free again (its pages stay until slabs_clean). */
 static void slab_give(slab *sl, unsigned i) {
     slab_class *c = sl->cls;
     if (!sl->nfree && sl->carved == sl->n) {
@@ -404,9 +417,25 @@ static void slab_give(slab *sl, unsigned i) {
         rill__list_push_front(&c->avail, &sl->node);
     }
     sl->free_slot[sl->nfree++] = i;
+    stash.dirty++;
     if (--sl->out > 0) return;
     if (!c->spare) c->spare = sl;
     else slab_unmap(sl);
+}
+
+/* The pages of every free slot that still has them go to the kernel.
+ * Under the stash's mutex. */
+static void slabs_clean(void) {
+    for (slab_class *c = stash.classes; c && stash.dirty; c = c->next) {
+        size_t slot = slot_of(c), guard = c->guarded ? cfg.page : 0;
+        for (rill__list *n = c->avail.next; n != &c->avail; n = n->next) {
+            slab *sl = rill__container_of(n, slab, node);
+            for (unsigned k = sl->nclean; k < sl->nfree; k++)
+                madvise(sl->base + sl->free_slot[k] * slot + guard, c->size, MADV_DONTNEED);
+            stash.dirty -= sl->nfree - sl->nclean;
+            sl->nclean = sl->nfree;
+        }
+    }
 }
 
 /* A stack of `size` bytes from its slabs; NULL if none can be mapped. */
@@ -421,7 +450,8 @@ static rill__stack *from_slabs(size_t size, bool guarded) {
     return st;
 }
 
-/* Unmap every empty slab, and forget sizes left without any. */
+/* Unmap every empty slab, forget sizes left without any, and drop the
+ * pages of the free slots of the others. */
 static void slabs_trim(void) {
     pthread_mutex_lock(&stash.mu);
     for (slab_class **pc = &stash.classes; *pc;) {
@@ -438,6 +468,7 @@ static void slabs_trim(void) {
             pc = &c->next;
         }
     }
+    slabs_clean();
     pthread_mutex_unlock(&stash.mu);
 }
 
@@ -457,8 +488,10 @@ static void refill(void) {
     pthread_mutex_unlock(&stash.mu);
 }
 
-/* st to its slab, its pages (descriptor and all: they read as zeroes when
- * next touched) to the kernel; or unmapped if it is a mapping of its own. */
+static void decay_start(rill__rt *rt);
+
+/* st to its slab (its pages, descriptor and all, go at the next decay),
+ * or unmapped if it is a mapping of its own. */
 static void give_back(rill__stack *st) {
     slab *sl = st->slab;
     if (!sl) {
@@ -466,17 +499,15 @@ static void give_back(rill__stack *st) {
         return;
     }
     unsigned i = (unsigned)((size_t)(st->lo - sl->base) / slot_of(sl->cls));
-    size_t size = st->size;
-    char *lo = st->lo;
     VALGRIND_STACK_DEREGISTER(st->vg_id);
 #ifdef RILL_ASAN
     /* Dead frames' redzones: the descriptor is written here again. */
-    ASAN_UNPOISON_MEMORY_REGION(lo, size);
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
-    madvise(lo, size, MADV_DONTNEED);
     pthread_mutex_lock(&stash.mu);
     slab_give(sl, i);
     pthread_mutex_unlock(&stash.mu);
+    decay_start(rill__self);
 }
 
 /* Keep st for the process; when the stash is full, give it back to its
@@ -539,7 +570,8 @@ static void decay_stop(rill__rt *rt) {
 }
 
 /* Each second: give back the stacks the pool held unused all along (at
- * least pool.low of them were), down to POOL_KEEP. */
+ * least pool.low of them were), down to POOL_KEEP, and drop the pages of
+ * the slots given back to slabs since the last time. */
 static void decay(struct ev_loop *loop, ev_timer *w, int revents) {
     (void)loop, (void)w, (void)revents;
     size_t excess = pool.nfree > POOL_KEEP ? pool.nfree - POOL_KEEP : 0;
@@ -549,6 +581,9 @@ static void decay(struct ev_loop *loop, ev_timer *w, int revents) {
         pool.nfree--;
         give_back(st);
     }
+    pthread_mutex_lock(&stash.mu);
+    slabs_clean();
+    pthread_mutex_unlock(&stash.mu);
     pool.low = pool.nfree;
     if (pool.nfree <= POOL_KEEP) decay_stop(rill__self);
 }
@@ -702,8 +737,8 @@ void rill__stack_check(const rill__fiber *f) {
 /* The end of a run and of the thread's runtime alike: the pool to the
  * stash, empty slabs unmapped, the signal stack freed. */
 static void stacks_end(rill__rt *rt) {
+    stacks_trim(); /* which may have started the decay: stopped after it */
     decay_stop(rt);
-    stacks_trim();
     signals_end(rt);
 }
 
