@@ -980,7 +980,8 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * asyncio).  On a socket of yours, rill_read and rill_write pass
  * MSG_DONTWAIT and leave the socket's flags alone; any other fd (a pipe, a
  * terminal) is switched to O_NONBLOCK at its first rill_read or rill_write,
- * which everyone sharing it sees.  No call raises SIGPIPE: sockets are
+ * and a blocking listener of yours at its first rill_accept (accept has no
+ * MSG_DONTWAIT), which everyone sharing it sees.  No call raises SIGPIPE: sockets are
  * written with MSG_NOSIGNAL, and the first rill_write to anything else
  * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
  * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
@@ -994,9 +995,11 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * wakes the waiters (close() leaves them to the check rill_wait_fd
  * describes) and makes rill forget the fd.  rill keeps the kernel
  * watching a socket of its making between back-to-back waits (one
- * syscall fewer per wait), so such a socket closed with close() and its
- * number reused at once, before the loop polls again, could leave a wait
- * on the new file unwatched.
+ * syscall fewer per wait), so such a socket closed with close() rather
+ * than rill_close right after a wait on it ended, before the loop polls
+ * again, leaves the next wait on its number unwatched: on the closed fd it
+ * never ends (no -EBADF, unlike what rill_wait_fd says of closed fds), and
+ * on a file that took the number it misses that file's readiness.
  * ======================================================================== */
 
 /* Read up to n bytes from fd into buf (asyncio's loop.sock_recv, reader.read(n)):
@@ -1032,8 +1035,9 @@ RILL_API ssize_t rill_write(int fd, const void *buf, size_t n);
 RILL_API int rill_tcp_listen(const char *host, int port, int backlog);
 
 /* Accept a connection on the listening socket lfd (loop.sock_accept),
- * waiting for one.  The new fd is non-blocking and close-on-exec (with
- * TCP_NODELAY for TCP).  addr and len are as for accept() (both NULL, or
+ * waiting for one.  lfd is made O_NONBLOCK if it is not (a listener
+ * inherited from systemd or inetd, say).  The new fd is non-blocking and
+ * close-on-exec (with TCP_NODELAY for TCP).  addr and len are as for accept() (both NULL, or
  * *len the size of addr).  Connections aborted before they were accepted
  * are skipped.  Returns the fd, or -ECANCELED (nothing accepted), -EBADF,
  * -EINVAL (lfd not listening, or addr without len), -ENOTSOCK, -EMFILE or

@@ -5,6 +5,7 @@
  * stall the thread or leak into a child program.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -163,6 +164,11 @@ int rill_accept(int lfd, struct sockaddr *addr, socklen_t *len) {
     if (addr && !len) return -EINVAL;
     int rc = rill__scope_checkpoint();
     if (rc) return rc;
+    /* accept4 has no MSG_DONTWAIT: a blocking listener of the caller's (one
+     * inherited from systemd or inetd, say) would stall the thread. */
+    int flags = fcntl(lfd, F_GETFL);
+    if (flags < 0) return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(lfd, F_SETFL, flags | O_NONBLOCK) != 0) return -errno;
     for (bool checked = true;; checked = false) {
         int fd = accept4(lfd, addr, len, SOCK_FLAGS);
         if (fd >= 0) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1038,6 +1039,59 @@ FIBER_TEST(tcp, accept_refuses_an_address_without_a_length_and_what_does_not_lis
     rill_close(a);
     rill_close(c);
     rill_close(l);
+    return 0;
+}
+
+/* Connects to 127.0.0.1:port after `delay` seconds from a thread of its
+ * own, so that the connection comes even if a fiber blocks the thread. */
+typedef struct late_connect {
+    int port;
+    double delay;
+    int fd;
+} late_connect;
+
+static void *connects_late(void *arg) {
+    late_connect *lc = arg;
+    usleep((useconds_t)(lc->delay * 1e6));
+    lc->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)lc->port),
+                            .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    if (lc->fd >= 0 && connect(lc->fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(lc->fd);
+        lc->fd = -1;
+    }
+    return NULL;
+}
+
+FIBER_TEST(tcp, accept_on_a_blocking_listener_of_the_caller_lets_other_fibers_run) {
+    /* A listener as systemd or inetd hand one over: blocking. */
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr = {htonl(INADDR_LOOPBACK)}};
+    cr_assert_eq(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(l, 8), 0);
+    cr_assert(!is_nonblocking(l));
+    io_call acc = {.fd = l};
+    late_connect lc = {.port = rill_local_port(l), .delay = 0.5, .fd = -1};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, connects_late, &lc), 0);
+    rill_task *t = rill_spawn(accepts_once, &acc);
+    int ticks = 0;
+    double end = rill_now() + 5 * (under_valgrind() ? 10 : 1);
+    while (!acc.done && rill_now() < end) {
+        expect_eq(rill_sleep(0.01), 0);
+        ticks++;
+    }
+    cr_assert(acc.done, "rill_accept never returned");
+    /* 0.5 s of 10 ms sleeps: a blocked thread would count one. */
+    cr_assert(ticks >= 5, "rill_accept blocked the thread (%d ticks while it waited)", ticks);
+    expect_eq(rill_join(t), 0);
+    cr_assert_eq(pthread_join(th, NULL), 0);
+    cr_assert(acc.rc >= 0, "rill_accept: %s", rill_strerror((int)acc.rc));
+    cr_assert(lc.fd >= 0);
+    rill_close((int)acc.rc);
+    close(lc.fd);
+    close(l);
     return 0;
 }
 
