@@ -223,6 +223,12 @@ void rill__fd_created(int fd) {
     /* Without a runtime or room, the fd just goes without the shortcut. */
     if (!rt || make_room(rt, fd) != 0) return;
     struct rill__fd_slot *s = &rt->fds.slots[fd];
+    /* Fibers waiting on this number, or woken by it and not run yet, were
+     * served by a file closed with close() (nobody could wait on fd yet):
+     * -EBADF, as recheck would have said had the number not been taken
+     * again before the poll. */
+    wake_all(rt, s, -EBADF);
+    s->closes++;
     s->created = true;
     s->drained = false;
     s->ready_round = 0;

@@ -1644,6 +1644,29 @@ FIBER_TEST(close, a_fiber_woken_but_not_yet_run_never_goes_on_with_the_file_that
     return 0;
 }
 
+FIBER_TEST(close, a_waiter_on_an_fd_closed_with_close_is_ebadf_when_a_rill_socket_takes_the_number) {
+    int p[2];
+    make_pipe(p);
+    io_call w = {.fd = p[0]};
+    rill_task *t = rill_spawn(waits_readable, &w);
+    expect_eq(rill_yield_now(), 0); /* it waits; the loop has not polled since */
+    cr_assert(!w.done);
+    int x = p[0];
+    close(x); /* not rill_close: rill_wait_fd promises -EBADF before the poll */
+    int l = rill_tcp_listen("127.0.0.1", 0, 0);
+    cr_assert(l >= 0, "rill_tcp_listen: %s", rill_strerror(l));
+    cr_assert_eq(l, x, "the listener did not take the number: the test shows nothing");
+    int c = rill_tcp_connect("127.0.0.1", rill_local_port(l)); /* l is readable now */
+    cr_assert(c >= 0);
+    cr_assert(wait_done(&w.done, 1), "the waiter never returned");
+    expect_eq(rill_join(t), 0);
+    expect_eq(w.rc, -EBADF);
+    rill_close(c);
+    rill_close(l);
+    close(p[1]);
+    return 0;
+}
+
 FIBER_TEST(close, closing_a_listener_wakes_its_acceptor_and_its_other_waiters) {
     int l = rill_tcp_listen("127.0.0.1", 0, 0);
     cr_assert(l >= 0);
