@@ -984,7 +984,8 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * MSG_DONTWAIT), which everyone sharing it sees.  No call raises SIGPIPE: sockets are
  * written with MSG_NOSIGNAL, and the first rill_write to anything else
  * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
- * yours is left alone).  Timeouts come from scopes: rill_scope_enter(&s, 5)
+ * yours is left alone; programs it executes afterwards inherit SIG_IGN, so
+ * restore SIG_DFL in a child before exec if they expect it).  Timeouts come from scopes: rill_scope_enter(&s, 5)
  * around any of these makes them return -ECANCELED at the deadline, and
  * rill_scope_exit(&s) then returns -ETIMEDOUT (telling the deadline apart
  * from a cancellation from outside).
