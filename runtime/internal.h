@@ -714,7 +714,8 @@ void rill__fd_set_drained(int fd, bool drained);
 bool rill__fd_drained(int fd);
 
 /* fd is a socket rill just made, which its user closes with rill_close:
- * back-to-back waits on it may keep its registration (fd.c). */
+ * back-to-back waits on it may keep its registration (fd.c).  Waiters
+ * left on its number (a file closed with close()) get -EBADF. */
 void rill__fd_created(int fd);
 
 /* Wake every waiter on fd with -EBADF and take its watchers out of libev,
