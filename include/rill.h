@@ -1015,7 +1015,7 @@ RILL_API ssize_t rill_read(int fd, void *buf, size_t n);
 /* Write all n bytes of buf to fd (writer.write + drain, loop.sock_sendall),
  * waiting for room as often as needed while other fibers run.  Returns n,
  * or a negative errno: -EPIPE or -ECONNRESET (the peer is gone; never
- * SIGPIPE), -EBADF, -EINVAL (buf NULL with n > 0), -EPERM outside a
+ * SIGPIPE), -EBADF, -EINVAL (buf NULL with n > 0, or n > SSIZE_MAX), -EPERM outside a
  * fiber, -ENOMEM, or write()'s errno.  -ECANCELED (cancelled, or a scope's
  * deadline, while waiting for room) means an unknown prefix of buf may have
  * been written, as with a cancelled drain(): the stream is then fit only
@@ -1083,8 +1083,9 @@ RILL_API int rill_local_port(int fd);
  * waiting on fd (rill_read, rill_write, rill_accept, rill_wait_fd, ...),
  * or woken by it and not run yet, returns -EBADF and rill forgets the fd, so a number the kernel reuses
  * at once never wakes them; then close().  Never blocks, and the fd is
- * closed whatever it returns: 0, -EBADF (fd not open), or -EIO (an error
- * the kernel reported while closing; an interrupted close counts as done).
+ * closed whatever it returns: 0, -EBADF (fd not open), or the error the
+ * kernel reported while closing (-EIO; -ENOSPC or -EDQUOT on a network
+ * file system; an interrupted close counts as done).
  * Works outside a fiber too. */
 RILL_API int rill_close(int fd);
 
