@@ -593,11 +593,10 @@ void rill__stack_put(rill__stack *st) {
         st->next_free = pool.free;
         pool.free = st;
         if (++pool.nfree > POOL_KEEP) decay_start(rill__self);
-    } else if (st->size == cfg.stack) {
-        /* Beyond what a pool keeps: back to its slab, which goes once all
-         * its stacks are back (the stash is for the ends of runs). */
-        give_back(st);
     } else {
+        /* Another size, or beyond what a pool keeps: back to its slab,
+         * which goes once all its stacks are back (the stash is for the
+         * ends of runs). */
         give_back(st);
     }
 }
