@@ -981,12 +981,13 @@ RILL_API size_t rill_size_str(const void *item, void *ctx);
  * MSG_DONTWAIT and leave the socket's flags alone; any other fd (a pipe, a
  * terminal) is switched to O_NONBLOCK at its first rill_read or rill_write,
  * and a blocking listener of yours at its first rill_accept (accept has no
- * MSG_DONTWAIT), which everyone sharing it sees.  No call raises SIGPIPE: sockets are
- * written with MSG_NOSIGNAL, and the first rill_write to anything else
- * sets SIGPIPE to SIG_IGN for the process if it was SIG_DFL (a handler of
- * yours is left alone; programs it executes afterwards inherit SIG_IGN, so
- * restore SIG_DFL in a child before exec if they expect it).  Timeouts come from scopes: rill_scope_enter(&s, 5)
- * around any of these makes them return -ECANCELED at the deadline, and
+ * MSG_DONTWAIT), which everyone sharing them sees.  No call raises
+ * SIGPIPE: sockets are written with MSG_NOSIGNAL, and the first rill_write
+ * to anything else sets SIGPIPE to SIG_IGN for the process if it was
+ * SIG_DFL (a handler of yours is left alone; programs it executes later
+ * inherit SIG_IGN, so restore SIG_DFL in a child before exec if they
+ * expect it).  Timeouts come from scopes: rill_scope_enter(&s, 5) around
+ * any of these makes them return -ECANCELED at the deadline, and
  * rill_scope_exit(&s) then returns -ETIMEDOUT (telling the deadline apart
  * from a cancellation from outside).
  *
@@ -1038,8 +1039,8 @@ RILL_API int rill_tcp_listen(const char *host, int port, int backlog);
 /* Accept a connection on the listening socket lfd (loop.sock_accept),
  * waiting for one.  lfd is made O_NONBLOCK if it is not (a listener
  * inherited from systemd or inetd, say).  The new fd is non-blocking and
- * close-on-exec (with TCP_NODELAY for TCP).  addr and len are as for accept() (both NULL, or
- * *len the size of addr).  Connections aborted before they were accepted
+ * close-on-exec (with TCP_NODELAY for TCP).  addr and len are as for
+ * accept() (both NULL, or *len the size of addr).  Connections aborted before they were accepted
  * are skipped.  Returns the fd, or -ECANCELED (nothing accepted), -EBADF,
  * -EINVAL (lfd not listening, or addr without len), -ENOTSOCK, -EMFILE or
  * -ENFILE (out of fds: the connection waits in the backlog), -ENOMEM,
@@ -1081,8 +1082,8 @@ RILL_API int rill_local_port(int fd);
 
 /* Close fd (writer.close()): first every fiber of this thread's runtime
  * waiting on fd (rill_read, rill_write, rill_accept, rill_wait_fd, ...),
- * or woken by it and not run yet, returns -EBADF and rill forgets the fd, so a number the kernel reuses
- * at once never wakes them; then close().  Never blocks, and the fd is
+ * or woken by it and not run yet, returns -EBADF and rill forgets the fd,
+ * so a number the kernel reuses at once never wakes them; then close().  Never blocks, and the fd is
  * closed whatever it returns: 0, -EBADF (fd not open), or the error the
  * kernel reported while closing (-EIO; -ENOSPC or -EDQUOT on a network
  * file system; an interrupted close counts as done).
@@ -1114,7 +1115,8 @@ RILL_API rill_gen *rill_lines(int fd);
  * while other fibers run.  Each value is a const char *: the line without
  * its "\n" (or "\r\n"), NUL-terminated, valid until the generator is resumed
  * again; a last line without a newline is yielded too (a "\r" ending it is
- * dropped); a line holding a NUL byte reads as shorter in C.  Lines may be of any length (the buffer grows).
+ * dropped); a line holding a NUL byte reads as shorter in C.  Lines may be
+ * of any length (the buffer grows).
  * The file is opened at once and closed when the body ends, is closed, or is
  * freed.  NULL with errno: EINVAL (path NULL, or a FIFO, socket or device:
  * streams are read with rill_wait_fd), EISDIR, ENOMEM, or open()'s errno
