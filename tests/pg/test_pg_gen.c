@@ -96,14 +96,13 @@ PG_TEST(pg_cursor, hundred_thousand_rows_come_in_order_in_bounded_memory) {
     rill_gen *g = rill_pg_cursor(c, "SELECT i, repeat('x', 200) FROM generate_series(1, $1::int) i",
                                  1, p, 1000);
     cr_assert_not_null(g, "rill_pg_cursor: %s", strerror(errno));
-    long want = 1, base = 0, peak = 0;
+    long want = 1, base = status_kib("VmRSS:"), peak = base;
     rill_pg_row *r;
     rill_foreach(r, g) {
         long i = strtol(rill_pg_get(r, 0), NULL, 10);
         if (i != want) cr_assert_fail("row %ld where %ld was expected", i, want);
         cr_assert_eq(strlen(rill_pg_get(r, 1)), 200);
-        if (want == 2000) base = status_kib("VmRSS:"); /* after the first fetches */
-        if (want > 2000 && want % 1000 == 0) {
+        if (want % 1000 == 0) {
             long rss = status_kib("VmRSS:");
             if (rss > peak) peak = rss;
         }
@@ -111,7 +110,7 @@ PG_TEST(pg_cursor, hundred_thousand_rows_come_in_order_in_bounded_memory) {
     }
     expect_eq(rill_gen_status(g), 0);
     expect_eq(want, 100001);
-    /* The whole result would be over 20 MiB; prefetch 1000 rows is 0.2. */
+    /* The whole result would take over 20 MiB; 1000 rows, 0.2. */
     cr_assert(peak - base < 4096, "RSS grew by %ld KiB over the rows", peak - base);
     rill_gen_free(g);
     expect_clean(c);
@@ -129,7 +128,14 @@ PG_TEST(pg_cursor, closed_early_it_leaves_no_cursor_and_no_transaction) {
         if (++n == 150) break; /* in the middle of the second fetch */
     }
     expect_eq(PQtransactionStatus(rill_pg_conn(c)), PQTRANS_INTRANS);
+    expect_eq(rill_pg_exec(c, "SELECT 1", 0, NULL, NULL), -EBUSY); /* the cursor's */
     expect_eq(rill_gen_close(g), 0);
+    expect_clean(c);
+    rill_gen_free(g);
+    /* An error thrown in rolls back and comes out again. */
+    g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 10000) i", 0, NULL, 100);
+    expect_eq(rill_gen_next(g, (void **)&r), 1);
+    expect_eq(rill_gen_throw(g, -ETIMEDOUT, NULL), -ETIMEDOUT);
     expect_clean(c);
     rill_gen_free(g);
     /* rill_gen_free alone does it too. */
@@ -389,13 +395,43 @@ PG_TEST(pg_exec_many, cancelled_mid_pipeline_it_applies_nothing_and_the_connecti
     snprintf(sql, sizeof sql, "CREATE TABLE %s (k int PRIMARY KEY, v bigint NOT NULL)", t);
     must_exec(c, sql);
     param_rows p = make_rows(2000, 1, 1);
-    /* Each row sleeps 1 ms on the server: 2 s in all, cancelled at 0.2. */
-    snprintf(sql, sizeof sql, "INSERT INTO %s SELECT $1, $2 FROM pg_sleep(0.001)", t);
+    /* 16 KiB a row, 32 MiB in all: the sending waits for the server,
+     * which sleeps 1 ms a row; cancelled at 0.2 s, half way. */
+    static char big[16384];
+    memset(big, 'x', sizeof big - 1);
+    for (int i = 0; i < 2000; i++) p.params[2 * i + 1] = big;
+    snprintf(sql, sizeof sql, "INSERT INTO %s SELECT $1, length($2) FROM pg_sleep(0.001)", t);
     rill_scope s;
     rill_scope_enter(&s, 0.2);
     double t0 = rill_now();
     expect_eq(rill_pg_exec_many(c, sql, 2, 2000, p.params), -ECANCELED);
     cr_assert(rill_now() - t0 < 1.5, "cancelled after %.2f s", rill_now() - t0);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    expect_eq(PQtransactionStatus(rill_pg_conn(c)), PQTRANS_IDLE);
+    expect_eq(PQpipelineStatus(rill_pg_conn(c)), PQ_PIPELINE_OFF);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", t);
+    expect_eq(query_long(c, sql), 0);
+    snprintf(sql, sizeof sql, "DROP TABLE %s", t);
+    must_exec(c, sql);
+    free_rows(p);
+    rill_pg_close(c);
+    return 0;
+}
+
+PG_TEST(pg_exec_many, cancelled_while_its_results_come_it_applies_nothing) {
+    rill_pg *c = connect_pg();
+    char t[64], sql[256];
+    unique(t, sizeof t, "many_cancel_late");
+    snprintf(sql, sizeof sql, "CREATE TABLE %s (k int PRIMARY KEY, v bigint NOT NULL)", t);
+    must_exec(c, sql);
+    param_rows p = make_rows(20, 1, 1);
+    /* Sent at once, then 50 ms a row on the server: cancelled at the 4th. */
+    snprintf(sql, sizeof sql, "INSERT INTO %s SELECT $1, $2 FROM pg_sleep(0.05)", t);
+    rill_scope s;
+    rill_scope_enter(&s, 0.2);
+    double t0 = rill_now();
+    expect_eq(rill_pg_exec_many(c, sql, 2, 20, p.params), -ECANCELED);
+    cr_assert(rill_now() - t0 < 0.7, "cancelled after %.2f s", rill_now() - t0);
     expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
     expect_eq(PQtransactionStatus(rill_pg_conn(c)), PQTRANS_IDLE);
     expect_eq(PQpipelineStatus(rill_pg_conn(c)), PQ_PIPELINE_OFF);
