@@ -25,6 +25,14 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+static bool under_asan(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 static const char *conninfo(void) { return getenv("RILL_PG_CONNINFO"); }
 
 /* A connection to the test server, with dbname replaced when db is not
@@ -75,7 +83,7 @@ static void expect_clean(rill_pg *c) {
 
 /* ---- rill_pg_cursor ------------------------------------------------------------ */
 
-FIBER_TEST(pg_gen_args, generators_refuse_bad_arguments_with_einval) {
+FIBER_TEST(pg_args, every_generator_refuses_bad_arguments_with_einval) {
     const char *p[1] = {"1"};
     errno = 0;
     cr_assert_null(rill_pg_cursor(NULL, "SELECT 1", 0, NULL, 10));
@@ -110,8 +118,11 @@ PG_TEST(pg_cursor, hundred_thousand_rows_come_in_order_in_bounded_memory) {
     }
     expect_eq(rill_gen_status(g), 0);
     expect_eq(want, 100001);
-    /* The whole result would take over 20 MiB; 1000 rows, 0.2. */
-    cr_assert(peak - base < 4096, "RSS grew by %ld KiB over the rows", peak - base);
+    /* The whole result would take over 20 MiB; 1000 rows, 0.2.  (ASan's
+     * quarantine and valgrind's queue of freed blocks keep what is freed:
+     * no bound holds there.) */
+    if (!under_asan() && !under_valgrind())
+        cr_assert(peak - base < 4096, "RSS grew by %ld KiB over the rows", peak - base);
     rill_gen_free(g);
     expect_clean(c);
     rill_pg_close(c);
