@@ -285,6 +285,17 @@ FIBER_TEST(pg, release_rolls_back_an_open_transaction_and_replaces_a_lost_connec
     expect_eq(rill_pg_pool_acquire(p, &c), 0);
     expect_eq(PQtransactionStatus(rill_pg_conn(c)), PQTRANS_IDLE);
     expect_eq(scalar(c, "SELECT count(*) FROM t", 0, NULL), 0);
+    /* Also when the releasing fiber is cancelled: the ROLLBACK is shielded. */
+    rill_pg *same = c;
+    expect_eq(rill_pg_begin(c), 0);
+    expect_eq(rill_pg_exec(c, "INSERT INTO t VALUES (1)", 0, NULL, NULL), 1);
+    rill_scope s;
+    rill_scope_enter(&s, 0);
+    rill_pg_pool_release(p, c);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    cr_assert_eq(c, same, "the connection was kept");
+    expect_eq(scalar(c, "SELECT count(*) FROM t", 0, NULL), 0);
     /* The server ends the session: -ECONNRESET, and the pool reconnects. */
     char pid[16];
     snprintf(pid, sizeof pid, "%d", PQbackendPID(rill_pg_conn(c)));
