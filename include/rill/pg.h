@@ -75,7 +75,9 @@ typedef struct rill_pg_notify {
 RILL_API int rill_pg_connect(const char *conninfo, rill_pg **out);
 
 /* Close c and free it (PQfinish; the server sees the session end).  Does
- * not block.  NULL: no effect. */
+ * not block.  Close a connection only when no fiber is using it (a fiber
+ * blocked in a call on c would not be woken: cancel it first), after its
+ * generators are closed.  NULL: no effect. */
 RILL_API void rill_pg_close(rill_pg *c);
 
 /* c's libpq connection, for what this module does not wrap (PQescape*,
