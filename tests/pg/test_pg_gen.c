@@ -177,6 +177,40 @@ PG_TEST(pg_cursor, closed_by_a_cancelled_consumer_it_still_cleans_up) {
     return 0;
 }
 
+/* A cursor left suspended when rill_run's main returns: the run's end
+ * closes it, its clean-up running cancelled (so shielded), and leaves the
+ * connection clean for the next run. */
+typedef struct left_open {
+    rill_pg *c;
+    rill_gen *g;
+} left_open;
+
+static int leave_cursor_open(void *arg) {
+    left_open *lo = arg;
+    lo->c = connect_pg();
+    lo->g = rill_pg_cursor(lo->c, "SELECT i FROM generate_series(1, 10000) i", 0, NULL, 100);
+    cr_assert_not_null(lo->g);
+    expect_eq(rill_gen_next(lo->g, NULL), 1);
+    return 0;
+}
+
+static int check_left_clean(void *arg) {
+    left_open *lo = arg;
+    expect_clean(lo->c);
+    return 0;
+}
+
+Test(pg_cursor, left_open_at_the_end_of_the_run_it_is_closed_cleanly, .timeout = 4 * TEST_TIMEOUT) {
+    if (!getenv("RILL_PG_CONNINFO") || !*getenv("RILL_PG_CONNINFO"))
+        cr_skip_test("RILL_PG_CONNINFO is not set (make test-pg sets it)");
+    left_open lo = {0};
+    expect_eq(rill_run(leave_cursor_open, &lo), 0);
+    expect_eq(rill_run(check_left_clean, &lo), 0);
+    expect_eq(rill_gen_status(lo.g), 0);
+    rill_gen_free(lo.g);
+    rill_pg_close(lo.c);
+}
+
 PG_TEST(pg_cursor, a_fetch_past_its_deadline_is_cancelled_and_rolled_back) {
     rill_pg *c = connect_pg();
     /* Every fetch of 10 rows sleeps 0.2 s on the server. */
