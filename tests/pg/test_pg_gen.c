@@ -307,6 +307,14 @@ PG_TEST(pg_pages, pages_of_100_over_1050_rows_are_11_the_last_of_50) {
     expect_eq(rill_gen_status(g), 0);
     expect_eq(pages, 3);
     rill_gen_free(g);
+
+    /* A query that ends with a comment and a semicolon is wrapped whole. */
+    g = rill_pg_pages(c, "SELECT 7 AS x -- seven\n; \n", 0, NULL, 10);
+    expect_eq(rill_gen_next(g, (void **)&res), 1);
+    expect_eq(PQntuples(res), 1);
+    cr_assert_str_eq(PQgetvalue(res, 0, 0), "7");
+    expect_eq(rill_gen_next(g, (void **)&res), 0);
+    rill_gen_free(g);
     rill_pg_close(c);
     return 0;
 }
