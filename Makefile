@@ -252,13 +252,19 @@ test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
 	@scripts/run-tests.sh valgrind build/results $(TEST_BIN)
 
 # The PostgreSQL module's tests, against a private server started for them
-# (scripts/pg-server.sh) and stopped whatever happens.
+# (scripts/pg-server.sh) and stopped whatever happens: plain, ASan+UBSan
+# and valgrind, one after the other on the one server.
+PG_SAN_TEST_BIN = $(PG_TEST_BIN:$(BUILD)/%=build/san/%)
 test-pg: $(PG_TEST_BIN)
 	@[ -n "$(PG_TEST_BIN)" ] || { echo "rill: test-pg needs libpq ($(PG_HEADER))"; exit 1; }
+	@$(MAKE) --no-print-directory SANITIZER=address,undefined $(PG_SAN_TEST_BIN)
 	@mkdir -p build/results
 	@d=$$(mktemp -d /tmp/rill-pg.XXXXXX) && trap 'scripts/pg-server.sh stop "'"$$d"'"' EXIT && \
-	  ci=$$(scripts/pg-server.sh start "$$d") && \
-	  RILL_PG_CONNINFO="$$ci" scripts/run-tests.sh plain-pg build/results $(PG_TEST_BIN)
+	  ci=$$(scripts/pg-server.sh start "$$d") && export RILL_PG_CONNINFO="$$ci" && \
+	  { scripts/run-tests.sh plain-pg build/results $(PG_TEST_BIN); a=$$?; \
+	    scripts/run-tests.sh asan-pg build/results $(PG_SAN_TEST_BIN); b=$$?; \
+	    scripts/run-tests.sh valgrind-pg build/results $(PG_TEST_BIN); c=$$?; \
+	    [ $$a -eq 0 ] && [ $$b -eq 0 ] && [ $$c -eq 0 ]; }
 
 test-package: lib
 	@mkdir -p build/results
