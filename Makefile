@@ -14,6 +14,7 @@
 #   make bench                micro-benchmarks of every switch backend, side by side
 #                             (and the echo server's round trips against plain epoll)
 #   make bench-io             the SSE demo under wrk, and 10 000 streams held at once
+#   make test-pg              the PostgreSQL module's tests against a private server
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
 #   make echo                 the effective flags
@@ -103,19 +104,30 @@ DEMO_LIBS_sse = -lhttp_parser
 BENCH_SRC = $(filter-out bench/sse_clients.c,$(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+# The optional PostgreSQL module (include/rill/pg.h, runtime/pg/): librill_pg,
+# built when libpq's header is there.  Written against rill.h alone.
+PG_HEADER = /usr/include/postgresql/libpq-fe.h
+ifneq ($(wildcard $(PG_HEADER)),)
+PG_CFLAGS = -I$(dir $(PG_HEADER))
+PG_OBJ = $(patsubst runtime/pg/%.c,$(BUILD)/obj/pg/%.o,$(wildcard runtime/pg/*.c))
+PG_LIB = $(BUILD)/librill_pg.a $(BUILD)/librill_pg.so
+PG_TEST_BIN = $(patsubst tests/pg/%.c,$(BUILD)/tests/pg/%,$(wildcard tests/pg/test_pg_*.c))
+endif
+
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
 # The demos (the SSE server parses HTTP with libhttp-parser).
 DEPS_DEMO = $(DEPS_BUILD) libhttp-parser-dev:/usr/include/http_parser.h
 DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
-            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3
+            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3 \
+            libpq-dev:$(PG_HEADER) postgresql:/usr/lib/postgresql
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
+.PHONY: all lib test test-pg test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
         bench bench-bins bench-io install uninstall echo clean deps deps-demo deps-test
 
-all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
-lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc
+all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
+lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
 
 deps:
 	@scripts/deps.sh $(DEPS_BUILD)
@@ -140,6 +152,19 @@ $(BUILD)/librill.a: $(LIB_OBJ)
 $(BUILD)/librill.so: $(LIB_OBJ)
 	$(call say,LD,$@)$(CC) -shared -Wl,-soname,librill.so.0 $(FINAL_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/obj/pg/%.o: runtime/pg/%.c $(wildcard runtime/pg/*.h) include/rill.h include/rill/pg.h
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(PG_CFLAGS) -c $< -o $@
+
+$(BUILD)/librill_pg.a: $(PG_OBJ)
+	@rm -f $@
+	$(call say,AR,$@)ar rcs $@ $^
+
+# Only rill_pg_* is exported (RILL_API); it links against librill.so.
+$(BUILD)/librill_pg.so: $(PG_OBJ) $(BUILD)/librill.so
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,librill_pg.so.0 $(FINAL_LDFLAGS) -o $@ $(PG_OBJ) \
+	  $(BUILD)/librill.so -lpq
+
 $(BUILD)/rill.pc: FORCE
 	@mkdir -p $(@D)
 	@printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$${prefix}/lib' \
@@ -152,6 +177,11 @@ $(BUILD)/tests/%: tests/%.c tests/helpers.h tests/minicrit.h tests/procfs.h $(BU
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(TEST_DEFS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ \
 	  $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) $(TEST_LIBS) -lm
+
+$(BUILD)/tests/pg/%: tests/pg/%.c tests/helpers.h tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(PG_CFLAGS) -Wno-missing-prototypes -Wno-unused-parameter $< -o $@ \
+	  $(FINAL_LDFLAGS) $(BUILD)/librill_pg.a $(BUILD)/librill.a -lpq $(LIBS) $(TEST_LIBS) -lm
 
 $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	@mkdir -p $(@D)
@@ -220,6 +250,15 @@ test-tsan:
 test-valgrind valgrind: $(TEST_BIN) $(BUILD)/tests/selfcheck
 	@scripts/selfcheck.sh valgrind $(BUILD)/tests/selfcheck
 	@scripts/run-tests.sh valgrind build/results $(TEST_BIN)
+
+# The PostgreSQL module's tests, against a private server started for them
+# (scripts/pg-server.sh) and stopped whatever happens.
+test-pg: $(PG_TEST_BIN)
+	@[ -n "$(PG_TEST_BIN)" ] || { echo "rill: test-pg needs libpq ($(PG_HEADER))"; exit 1; }
+	@mkdir -p build/results
+	@d=$$(mktemp -d /tmp/rill-pg.XXXXXX) && trap 'scripts/pg-server.sh stop "'"$$d"'"' EXIT && \
+	  ci=$$(scripts/pg-server.sh start "$$d") && \
+	  RILL_PG_CONNINFO="$$ci" scripts/run-tests.sh plain-pg build/results $(PG_TEST_BIN)
 
 test-package: lib
 	@mkdir -p build/results
@@ -327,9 +366,18 @@ install: all
 	ln -sf librill.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/librill.so.0
 	ln -sf librill.so.0 $(DESTDIR)$(PREFIX)/lib/librill.so
 	install -m 644 $(BUILD)/rill.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+ifneq ($(PG_LIB),)
+	install -d $(DESTDIR)$(PREFIX)/include/rill
+	install -m 644 include/rill/pg.h $(DESTDIR)$(PREFIX)/include/rill/
+	install -m 644 $(BUILD)/librill_pg.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/librill_pg.so $(DESTDIR)$(PREFIX)/lib/librill_pg.so.$(VERSION)
+	ln -sf librill_pg.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/librill_pg.so.0
+	ln -sf librill_pg.so.0 $(DESTDIR)$(PREFIX)/lib/librill_pg.so
+endif
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/include/rill.h $(DESTDIR)$(PREFIX)/lib/librill.* \
+	  $(DESTDIR)$(PREFIX)/include/rill/pg.h $(DESTDIR)$(PREFIX)/lib/librill_pg.* \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/rill.pc
 
 echo:
