@@ -95,13 +95,16 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
 # A demo of several files is a directory with a main.c: demos/NAME/ builds
-# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too.
-DEMO_DIRS = $(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c))
+# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too
+# (before librill.a, which a library of rill's needs after it), compiled
+# with DEMO_CFLAGS_NAME, and rebuilt when DEMO_DEPS_NAME change.  The pg
+# demo needs libpq: without it, it is left out.
+DEMO_DIRS = $(filter-out $(if $(PG_CFLAGS),,pg),$(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c)))
 DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%) $(DEMO_DIRS:%=$(BUILD)/demos/%)
 DEMO_LIBS_sse = -lhttp_parser
 # bench/sse_clients.c is a load client of bench/sse-load.sh (make bench-io),
-# not a benchmark of its own.
-BENCH_SRC = $(filter-out bench/sse_clients.c,$(wildcard bench/*.c))
+# not a benchmark of its own; bench/pg.c needs a server (make bench-pg).
+BENCH_SRC = $(filter-out bench/sse_clients.c bench/pg.c,$(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 # The optional PostgreSQL module (include/rill/pg.h, runtime/pg/): librill_pg,
@@ -113,6 +116,9 @@ PG_OBJ = $(patsubst runtime/pg/%.c,$(BUILD)/obj/pg/%.o,$(wildcard runtime/pg/*.c
 PG_LIB = $(BUILD)/librill_pg.a $(BUILD)/librill_pg.so
 PG_TEST_BIN = $(patsubst tests/pg/%.c,$(BUILD)/tests/pg/%,$(wildcard tests/pg/test_pg_*.c))
 endif
+DEMO_LIBS_pg = $(BUILD)/librill_pg.a -lpq
+DEMO_CFLAGS_pg = $(PG_CFLAGS)
+DEMO_DEPS_pg = $(BUILD)/librill_pg.a
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
 # The demos (the SSE server parses HTTP with libhttp-parser).
@@ -188,10 +194,11 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
 define demo_dir_rule
-$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a
+$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a \
+                     $(DEMO_DEPS_$(1))
 	@mkdir -p $$(@D)
-	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $(wildcard demos/$(1)/*.c) -o $$@ \
-	  $$(FINAL_LDFLAGS) $$(BUILD)/librill.a $$(LIBS) $$(DEMO_LIBS_$(1)) -lm
+	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $$(DEMO_CFLAGS_$(1)) $(wildcard demos/$(1)/*.c) \
+	  -o $$@ $$(FINAL_LDFLAGS) $$(DEMO_LIBS_$(1)) $$(BUILD)/librill.a $$(LIBS) -lm
 endef
 $(foreach d,$(DEMO_DIRS),$(eval $(call demo_dir_rule,$(d))))
 

@@ -31,7 +31,7 @@ void example_cursor(void) {
         rill_pg_row *r;
         rill_foreach(r, cur) {
             const char *name = rill_pg_get(r, PQfnumber(r->res, "username"));
-            printf("User: %s\n", name);
+            printf("User: %s\n", name ? name : "NULL");
             char want[32];
             snprintf(want, sizeof want, "user_%d", ++n);
             in_order &= name && strcmp(name, want) == 0;
