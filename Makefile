@@ -14,6 +14,7 @@
 #   make bench                micro-benchmarks of every switch backend, side by side
 #                             (and the echo server's round trips against plain epoll)
 #   make bench-io             the SSE demo under wrk, and 10 000 streams held at once
+#   make bench-pg             rill_pg against blocking libpq, on a private PostgreSQL server
 #   make test-pg              the PostgreSQL module's tests against a private server
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
@@ -130,7 +131,7 @@ DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
 .PHONY: all lib test test-pg test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
-        bench bench-bins bench-io install uninstall echo clean deps deps-demo deps-test
+        bench bench-bins bench-io bench-pg install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
@@ -352,6 +353,22 @@ bench: deps
 
 bench-bins: $(BENCH_BIN)
 	@:
+
+# rill_pg against blocking libpq (bench/pg.c): a 10^6-row cursor stream and
+# its memory, and 100 queries through a pool of 10, against a private
+# server started and stopped here (scripts/pg-server.sh).  Not part of
+# make bench: it needs PostgreSQL and takes about half a minute.
+# make bench-pg BENCH_PG_FLAGS=--quick (10^5 rows)
+bench-pg: $(BUILD)/bench-pg/pg
+	@d=$$(mktemp -d /tmp/rill-pg.XXXXXX) && trap 'scripts/pg-server.sh stop "'"$$d"'"' EXIT && \
+	  ci=$$(scripts/pg-server.sh start "$$d") && \
+	  RILL_PG_CONNINFO="$$ci" $(BUILD)/bench-pg/pg $(BENCH_PG_FLAGS)
+
+$(BUILD)/bench-pg/pg: bench/pg.c tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
+	@[ -n "$(PG_CFLAGS)" ] || { echo "rill: bench-pg needs libpq ($(PG_HEADER))"; exit 1; }
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(PG_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) \
+	  $(BUILD)/librill_pg.a -lpq $(BUILD)/librill.a $(LIBS) -lm
 
 # The SSE demo under load (bench/sse-load.sh): wrk against /stream, then
 # 1000, 5000 and 10 000 streams held at once by bench/sse_clients.  Not part
