@@ -28,7 +28,7 @@
 
 static const char *conninfo;
 static long nrows = 1000000;
-static int rounds = 3;
+static int rounds = 5;
 static volatile size_t sink;
 
 static double now(void) {
@@ -108,7 +108,7 @@ static void bench_stream(void) {
     if (PQstatus(pc) != CONNECTION_OK) fail("PQconnectdb", PQerrorMessage(pc));
 
     /* Memory first, while the heap is still small. */
-    long small = nrows / 10;
+    long small = nrows < 100000 ? nrows : 100000;
     snprintf(stream_sql, sizeof stream_sql,
              "SELECT i, md5(i::text) FROM generate_series(1, %ld) i", small);
     long before = status_kib("VmRSS:"), peak = before;
