@@ -30,6 +30,7 @@
 
 struct out {
     int fd;
+    int most_rows; /* the largest FETCH held at once */
     size_t len;
     long written;
     int err;
@@ -104,6 +105,7 @@ static long stream_to_json_file(rill_pg *c, const char *query, const char *filen
     RILL_GEN_AUTO rill_gen *cur = rill_pg_cursor(c, query, 0, NULL, PREFETCH);
     rill_pg_row *r;
     rill_foreach(r, cur) {
+        if (r->row == 0 && PQntuples(r->res) > o->most_rows) o->most_rows = PQntuples(r->res);
         if (rows++ > 0) puts_(o, ",\n");
         put_record(o, r);
         if (o->err) break;
@@ -140,9 +142,11 @@ void example_export_json(void) {
 
     long rows = stream_to_json_file(c, "SELECT * FROM orders ORDER BY created_at", path, o);
     if (rows < 0) printf("export failed: %s: %s\n", pgd_errname((int)rows), rill_pg_error(c));
-    printf("%ld records, %ld bytes written through a %zu-byte buffer\n", rows, o->written,
-           sizeof o->buf);
+    printf("%ld records, %ld bytes written through a %zu-byte buffer; at most %d rows held "
+           "at once\n",
+           rows, o->written, sizeof o->buf, o->most_rows);
     pgd_expect(rows == NORDERS, "every order is exported");
+    pgd_expect(o->most_rows == PREFETCH, "memory is bounded: at most 1000 rows are held at once");
 
     /* Read the file back: "[", one object a line with ",", "]". */
     FILE *f = fopen(path, "r");
