@@ -134,7 +134,8 @@ static long insert_batch(rill_pg_pool *pool, const struct user_out *batch, int n
     long rc = rill_pg_pool_acquire(pool, &conn);
     if (rc < 0) return rc;
     rc = rill_pg_exec_many(conn, upsert, 5, n, params);
-    if (rc < 0) printf("executemany failed: %s [%s]\n", rill_pg_error(conn), rill_pg_sqlstate(conn));
+    if (rc < 0)
+        printf("executemany failed: %s [%s]\n", rill_pg_error(conn), rill_pg_sqlstate(conn));
     rill_pg_pool_release(pool, conn);
     if (rc >= 0) printf("Loaded batch of %d records\n", n);
     return rc;
@@ -181,7 +182,8 @@ void example_etl(void) {
            "source_db -> target_db ==\n",
            BATCH_SIZE);
     rill_pg *src = NULL, *dst = NULL;
-    rill_pg_pool *source = rill_pg_pool_new(pgd_source, 2), *target = rill_pg_pool_new(pgd_target, 2);
+    rill_pg_pool *source = rill_pg_pool_new(pgd_source, 2);
+    rill_pg_pool *target = rill_pg_pool_new(pgd_target, 2);
     pgd_expect(source && target, "two pools are made");
     if (!source || !target || pgd_connect(pgd_source, &src) < 0 ||
         pgd_connect(pgd_target, &dst) < 0)

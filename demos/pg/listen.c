@@ -135,8 +135,8 @@ void example_listen(void) {
 
     /* Breaking out closed the generator: its session ends. */
     long left = 1;
-    for (double until = rill_now() + 5; (left = listening(watch, l.channel)) > 0 && rill_now() < until;)
-        rill_sleep(0.005);
+    double until = rill_now() + 5;
+    while ((left = listening(watch, l.channel)) > 0 && rill_now() < until) rill_sleep(0.005);
     printf("the listener's session has ended: %s\n", left == 0 ? "yes" : "no");
     pgd_expect(left == 0, "closing the generator closes its connection");
 out:

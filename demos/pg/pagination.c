@@ -60,7 +60,7 @@ void example_pagination(void) {
     rill_pg_pool *pool = rill_pg_pool_new(pgd_source, 2);
     pgd_expect(pool != NULL, "a pool is made");
     if (!pool ||
-        pgd_sql(c, "CREATE TABLE users_pages (id serial PRIMARY KEY, username text NOT NULL)") < 0 ||
+        pgd_sql(c, "CREATE TABLE users_pages (id serial PRIMARY KEY, username text)") < 0 ||
         pgd_sql(c, "INSERT INTO users_pages (username) "
                    "SELECT 'user_' || i FROM generate_series(1, 25) i") < 0)
         goto out;

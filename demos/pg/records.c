@@ -71,7 +71,8 @@ void example_records(void) {
         pgd_expect(false, "the pool gives a connection");
         goto out;
     }
-    int setup = pgd_sql(c, "CREATE TABLE users_records (id serial PRIMARY KEY, username text)") < 0 ||
+    int setup =
+        pgd_sql(c, "CREATE TABLE users_records (id serial PRIMARY KEY, username text)") < 0 ||
                 pgd_sql(c, "INSERT INTO users_records (username) "
                            "SELECT 'user_' || i FROM generate_series(1, 25) i") < 0;
     rill_pg_pool_release(pool, c);
