@@ -138,6 +138,18 @@ FIBER_TEST(pg, begin_commit_and_rollback) {
     return 0;
 }
 
+FIBER_TEST(pg, copy_is_refused_and_the_connection_stays_usable) {
+    rill_pg *c = connect_ok();
+    expect_eq(rill_pg_exec(c, "CREATE TEMP TABLE t (x int)", 0, NULL, NULL), 0);
+    expect_eq(rill_pg_exec(c, "COPY t FROM STDIN", 0, NULL, NULL), -EIO);
+    cr_assert(strstr(rill_pg_error(c), "COPY"), "error: %s", rill_pg_error(c));
+    expect_eq(rill_pg_exec(c, "COPY (SELECT generate_series(1, 5000)) TO STDOUT", 0, NULL, NULL),
+              -EIO);
+    expect_eq(scalar(c, "SELECT 1", 0, NULL), 1);
+    rill_pg_close(c);
+    return 0;
+}
+
 static int slow(void *arg) {
     long r = rill_pg_exec(arg, "SELECT pg_sleep(0.3)", 0, NULL, NULL);
     return r < 0 ? (int)r : 0;
@@ -152,6 +164,17 @@ FIBER_TEST(pg, slow_queries_on_two_connections_overlap) {
     cr_assert_lt(rill_now() - t0, 0.5);
     rill_pg_close(a);
     rill_pg_close(b);
+    return 0;
+}
+
+FIBER_TEST(pg, a_connection_in_use_by_another_fiber_is_ebusy) {
+    rill_pg *c = connect_ok();
+    rill_task *t = rill_spawn(slow, c);
+    expect_eq(rill_sleep(0.05), 0);
+    expect_eq(rill_pg_exec(c, "SELECT 1", 0, NULL, NULL), -EBUSY);
+    expect_eq(rill_join(t), 0);
+    expect_eq(scalar(c, "SELECT 1", 0, NULL), 1);
+    rill_pg_close(c);
     return 0;
 }
 
