@@ -109,7 +109,7 @@ static void cancel_free(void *arg) {
     free(j);
 }
 
-static int cancel_on_server(rill_pg *c) {
+int rill__pg_cancel_request(rill_pg *c) {
     cancel_job *j = calloc(1, sizeof *j);
     if (!j || !(j->cancel = PQgetCancel(c->conn))) {
         free(j);
@@ -150,7 +150,7 @@ int rill__pg_cancel(rill_pg *c) {
     rill_scope_enter(&s, RILL__PG_CLEANUP_S);
     rill_scope_shield(&s, true);
     int r = rill__pg_flush(c);
-    if (r == 0 && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE) r = cancel_on_server(c);
+    if (r == 0 && PQtransactionStatus(c->conn) == PQTRANS_ACTIVE) r = rill__pg_cancel_request(c);
     if (r == 0) r = drain(c);
     rill_scope_exit(&s);
     if (r < 0) {

@@ -69,6 +69,13 @@ int rill__pg_result(rill_pg *c, PGresult **out);
  * "canceled" on c.  Returns 0 (c usable) or -ECONNRESET (c broken). */
 int rill__pg_cancel(rill_pg *c);
 
+/* Ask the server to cancel what c's session runs now (PQcancel, on the
+ * thread pool), and nothing more: the results are the caller's to read
+ * (a pipeline that must learn whether its COMMIT ran).  Returns 0 once
+ * the request is delivered, -EIO if PQcancel failed, -ENOMEM, -ECANCELED
+ * (the job is left to finish on its own). */
+int rill__pg_cancel_request(rill_pg *c);
+
 /* Send sql with its parameters, and collect its result (rill__pg_result);
  * on -ECANCELED, rill__pg_cancel.  No rill__pg_check: for callers that
  * hold c already (cursors).  Returns as rill_pg_exec. */
