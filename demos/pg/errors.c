@@ -49,7 +49,10 @@ static int safe_generator(rill_gen *g, void *arg) {
         }
         if (rc == 0) rc = rill_gen_status(cur);
         if (rc == -EIO) {
-            printf("Database error: %s (SQLSTATE %s)\n", rill_pg_error(conn),
+            /* str(e): the message's first line, without libpq's "ERROR:  " */
+            const char *msg = rill_pg_error(conn);
+            if (strncmp(msg, "ERROR:  ", 8) == 0) msg += 8;
+            printf("Database error: %.*s (SQLSTATE %s)\n", (int)strcspn(msg, "\n"), msg,
                    rill_pg_sqlstate(conn));
             snprintf(a->sqlstate, sizeof a->sqlstate, "%s", rill_pg_sqlstate(conn));
         }
