@@ -358,11 +358,17 @@ bench-bins: $(BENCH_BIN)
 # its memory, and 100 queries through a pool of 10, against a private
 # server started and stopped here (scripts/pg-server.sh).  Not part of
 # make bench: it needs PostgreSQL and takes about half a minute.
+# It runs twice, built with the ucontext and the fast switch: a cursor
+# yields each row through a context switch, and swapcontext's signal mask
+# costs a system call per switch.
 # make bench-pg BENCH_PG_FLAGS=--quick (10^5 rows)
-bench-pg: $(BUILD)/bench-pg/pg
+bench-pg:
+	@$(MAKE) --no-print-directory build/bench-pg/pg
+	@$(MAKE) --no-print-directory SWITCH=fast build/fast/bench-pg/pg
 	@d=$$(mktemp -d /tmp/rill-pg.XXXXXX) && trap 'scripts/pg-server.sh stop "'"$$d"'"' EXIT && \
 	  ci=$$(scripts/pg-server.sh start "$$d") && \
-	  RILL_PG_CONNINFO="$$ci" $(BUILD)/bench-pg/pg $(BENCH_PG_FLAGS)
+	  RILL_PG_CONNINFO="$$ci" build/bench-pg/pg $(BENCH_PG_FLAGS) && echo && \
+	  RILL_PG_CONNINFO="$$ci" build/fast/bench-pg/pg $(BENCH_PG_FLAGS)
 
 $(BUILD)/bench-pg/pg: bench/pg.c tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
 	@[ -n "$(PG_CFLAGS)" ] || { echo "rill: bench-pg needs libpq ($(PG_HEADER))"; exit 1; }
