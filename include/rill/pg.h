@@ -61,18 +61,23 @@ typedef struct rill_pg_notify {
 /* Connect to the server that conninfo names (libpq's "host=... dbname=..."
  * or a postgresql:// URI) with PQconnectStart and PQconnectPoll, waiting on
  * the socket; a host name is resolved on rill's thread pool first (a
- * Unix-socket directory needs no lookup).  On success *out is the new
+ * Unix-socket directory needs no lookup; PGHOST counts when conninfo has
+ * no host).  connect_timeout (seconds) bounds the whole connect, as libpq's
+ * blocking connect does.  On success *out is the new
  * connection, owned by the caller (rill_pg_close it), and 0 is returned.
  * -EINVAL if conninfo or out is NULL or conninfo cannot be parsed,
  * -ECONNREFUSED if the server could not be reached or refused the
  * connection (no server, authentication failed, unknown database,
- * unresolvable host), -ECANCELED, -ENOMEM, -EPERM outside a fiber; on
+ * unresolvable host), -ETIMEDOUT (connect_timeout passed), -ECANCELED,
+ * -ENOMEM, -EPERM outside a fiber; on
  * failure *out is NULL and rill_pg_error(NULL) gives libpq's message.
  * Blocks the calling fiber on the name lookup and the socket. */
 RILL_API int rill_pg_connect(const char *conninfo, rill_pg **out);
 
 /* Close c and free it (PQfinish; the server sees the session end).  Does
- * not block.  NULL: no effect. */
+ * not block.  Close a connection only when no fiber is using it (a fiber
+ * blocked in a call on c would not be woken: cancel it first), after its
+ * generators are closed.  NULL: no effect. */
 RILL_API void rill_pg_close(rill_pg *c);
 
 /* c's libpq connection, for what this module does not wrap (PQescape*,

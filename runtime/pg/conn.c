@@ -92,13 +92,18 @@ static int resolve(const char *host, char **addrs) {
     return r;
 }
 
-/* Drive PQconnectPoll, waiting on the socket it names each time. */
-static int poll_connect(rill_pg *c) {
+/* Drive PQconnectPoll, waiting on the socket it names each time, for
+ * connect_timeout seconds at most (libpq applies it only when it blocks). */
+static int poll_connect(rill_pg *c, double timeout) {
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    RILL_SCOPE_AUTO rill_scope s;
+    rill_scope_enter(&s, timeout > 0 ? timeout : RILL_FOREVER);
     while (st != PGRES_POLLING_OK) {
         if (st == PGRES_POLLING_FAILED) return connect_fail(-ECONNREFUSED, PQerrorMessage(c->conn));
         int r = rill__pg_wait(c, st == PGRES_POLLING_READING ? RILL_READ : RILL_WRITE);
         if (r == -ECONNRESET) return connect_fail(-ECONNREFUSED, PQerrorMessage(c->conn));
+        if (r == -ECANCELED && rill_scope_exit(&s) == -ETIMEDOUT)
+            return connect_fail(-ETIMEDOUT, "connect_timeout expired");
         if (r < 0) return connect_fail(r, strerror(-r));
         st = PQconnectPoll(c->conn);
     }
@@ -121,12 +126,16 @@ int rill_pg_connect(const char *conninfo, rill_pg **out) {
     }
     /* keywords and values of the options given, hostaddr resolved. */
     int n = 0;
-    const char *host = NULL, *hostaddr = NULL;
+    const char *host = NULL, *hostaddr = NULL, *timeout = NULL;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         n++;
         if (o->val && !strcmp(o->keyword, "host")) host = o->val;
         if (o->val && !strcmp(o->keyword, "hostaddr")) hostaddr = o->val;
+        if (o->val && !strcmp(o->keyword, "connect_timeout")) timeout = o->val;
     }
+    /* libpq would read these itself, and look the name up blocking. */
+    if (!host) host = getenv("PGHOST");
+    if (!hostaddr) hostaddr = getenv("PGHOSTADDR");
     char *addrs = NULL;
     int r = host && !hostaddr ? resolve(host, &addrs) : 0;
     const char **kw = calloc((size_t)n + 2, sizeof *kw), **val = calloc((size_t)n + 2, sizeof *val);
@@ -141,7 +150,7 @@ int rill_pg_connect(const char *conninfo, rill_pg **out) {
         if (!c->conn) r = connect_fail(-ENOMEM, "out of memory");
         else if (PQstatus(c->conn) == CONNECTION_BAD)
             r = connect_fail(-ECONNREFUSED, PQerrorMessage(c->conn));
-        else r = poll_connect(c);
+        else r = poll_connect(c, timeout ? atof(timeout) : 0);
     }
     free(kw);
     free(val);

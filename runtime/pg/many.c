@@ -67,6 +67,7 @@ static int collect(pipeline *p, bool block) {
         int r = rill__pg_result(p->c, &res);
         if (r == -EIO) keep_error(p, r);
         else if (r < 0) return r;
+        else if (!res) return -EPROTO; /* fewer results than statements: give up */
         int i = p->read++;
         if (r == 0 && i >= 2 && i < p->nrows + 2) p->affected += atol(PQcmdTuples(res));
         if (r == 0 && i == p->nrows + 2) p->committed = !strcmp(PQcmdStatus(res), "COMMIT");
@@ -93,8 +94,8 @@ static int run(pipeline *p, const char *sql, int nparams, const char *const *par
     int r = sent(p, PQsendQueryParams(pc, "BEGIN", 0, NULL, NULL, NULL, NULL, 0));
     if (r == 0) r = sent(p, PQsendPrepare(pc, "", sql, nparams, NULL));
     for (int i = 0; r == 0 && i < p->nrows; i++) {
-        r = sent(p, PQsendQueryPrepared(pc, "", nparams, params + (size_t)i * (size_t)nparams, NULL,
-                                        NULL, 0));
+        const char *const *set = nparams ? params + (size_t)i * (size_t)nparams : NULL;
+        r = sent(p, PQsendQueryPrepared(pc, "", nparams, set, NULL, NULL, 0));
         if (r == 0 && i % FLUSH_EVERY == FLUSH_EVERY - 1) {
             r = rill__pg_flush(p->c);
             if (r == 0) r = collect(p, false);

@@ -71,8 +71,10 @@ rill_gen *rill_pg_pages(rill_pg *c, const char *sql, int nparams, const char *co
         return NULL;
     }
     /* The line break ends a comment (--) that would end sql. */
-    snprintf(p->sql, room, "SELECT * FROM (%.*s\n) rill_page LIMIT $%d OFFSET $%d", (int)len, sql,
-             nparams + 1, nparams + 2);
+    memcpy(p->sql, "SELECT * FROM (", 15);
+    memcpy(p->sql + 15, sql, len);
+    snprintf(p->sql + 15 + len, room - 15 - len, "\n) rill_page LIMIT $%d OFFSET $%d", nparams + 1,
+             nparams + 2);
     snprintf(p->limit, sizeof p->limit, "%d", page_size);
     p->params[nparams] = p->limit;
     p->params[nparams + 1] = p->offset;

@@ -3,6 +3,7 @@
  * Tests that read server-wide state look only at their own backends. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "../helpers.h"
 #include "rill/pg.h"
@@ -89,6 +90,28 @@ FIBER_TEST(pg, missing_server_fails_fast) {
     expect_eq(rill_pg_connect("host=localhost port=1 user=postgres", &c), -ECONNREFUSED);
     cr_assert(strstr(rill_pg_error(NULL), "refused"), "error: %s", rill_pg_error(NULL));
     cr_assert_lt(rill_now() - t0, 2.0);
+    rmdir(dir);
+    return 0;
+}
+
+FIBER_TEST(pg, connect_timeout_bounds_a_server_that_never_answers) {
+    /* A socket that listens and never accepts: the connect is queued, and
+     * the startup packet never answered. */
+    char dir[] = "/tmp/rill-pg-mute.XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/.s.PGSQL.5432", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 4) == 0);
+    char ci[160];
+    snprintf(ci, sizeof ci, "host=%s user=postgres connect_timeout=0.3", dir);
+    rill_pg *c;
+    double t0 = rill_now();
+    expect_eq(rill_pg_connect(ci, &c), -ETIMEDOUT);
+    cr_assert(rill_now() - t0 > 0.25 && rill_now() - t0 < 2.0, "%.2f s", rill_now() - t0);
+    cr_assert_null(c);
+    close(fd);
+    unlink(sa.sun_path);
     rmdir(dir);
     return 0;
 }
@@ -261,6 +284,17 @@ FIBER_TEST(pg, release_rolls_back_an_open_transaction_and_replaces_a_lost_connec
     rill_pg_pool_release(p, c);
     expect_eq(rill_pg_pool_acquire(p, &c), 0);
     expect_eq(PQtransactionStatus(rill_pg_conn(c)), PQTRANS_IDLE);
+    expect_eq(scalar(c, "SELECT count(*) FROM t", 0, NULL), 0);
+    /* Also when the releasing fiber is cancelled: the ROLLBACK is shielded. */
+    rill_pg *same = c;
+    expect_eq(rill_pg_begin(c), 0);
+    expect_eq(rill_pg_exec(c, "INSERT INTO t VALUES (1)", 0, NULL, NULL), 1);
+    rill_scope s;
+    rill_scope_enter(&s, 0);
+    rill_pg_pool_release(p, c);
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    cr_assert_eq(c, same, "the connection was kept");
     expect_eq(scalar(c, "SELECT count(*) FROM t", 0, NULL), 0);
     /* The server ends the session: -ECONNRESET, and the pool reconnects. */
     char pid[16];

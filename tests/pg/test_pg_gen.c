@@ -25,6 +25,14 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+static bool under_asan(void) {
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 static const char *conninfo(void) { return getenv("RILL_PG_CONNINFO"); }
 
 /* A connection to the test server, with dbname replaced when db is not
@@ -75,7 +83,7 @@ static void expect_clean(rill_pg *c) {
 
 /* ---- rill_pg_cursor ------------------------------------------------------------ */
 
-FIBER_TEST(pg_gen_args, generators_refuse_bad_arguments_with_einval) {
+FIBER_TEST(pg_args, every_generator_refuses_bad_arguments_with_einval) {
     const char *p[1] = {"1"};
     errno = 0;
     cr_assert_null(rill_pg_cursor(NULL, "SELECT 1", 0, NULL, 10));
@@ -110,8 +118,11 @@ PG_TEST(pg_cursor, hundred_thousand_rows_come_in_order_in_bounded_memory) {
     }
     expect_eq(rill_gen_status(g), 0);
     expect_eq(want, 100001);
-    /* The whole result would take over 20 MiB; 1000 rows, 0.2. */
-    cr_assert(peak - base < 4096, "RSS grew by %ld KiB over the rows", peak - base);
+    /* The whole result would take over 20 MiB; 1000 rows, 0.2.  (ASan's
+     * quarantine and valgrind's queue of freed blocks keep what is freed:
+     * no bound holds there.) */
+    if (!under_asan() && !under_valgrind())
+        cr_assert(peak - base < 4096, "RSS grew by %ld KiB over the rows", peak - base);
     rill_gen_free(g);
     expect_clean(c);
     rill_pg_close(c);
@@ -164,6 +175,40 @@ PG_TEST(pg_cursor, closed_by_a_cancelled_consumer_it_still_cleans_up) {
     rill_gen_free(g);
     rill_pg_close(c);
     return 0;
+}
+
+/* A cursor left suspended when rill_run's main returns: the run's end
+ * closes it, its clean-up running cancelled (so shielded), and leaves the
+ * connection clean for the next run. */
+typedef struct left_open {
+    rill_pg *c;
+    rill_gen *g;
+} left_open;
+
+static int leave_cursor_open(void *arg) {
+    left_open *lo = arg;
+    lo->c = connect_pg();
+    lo->g = rill_pg_cursor(lo->c, "SELECT i FROM generate_series(1, 10000) i", 0, NULL, 100);
+    cr_assert_not_null(lo->g);
+    expect_eq(rill_gen_next(lo->g, NULL), 1);
+    return 0;
+}
+
+static int check_left_clean(void *arg) {
+    left_open *lo = arg;
+    expect_clean(lo->c);
+    return 0;
+}
+
+Test(pg_cursor, left_open_at_the_end_of_the_run_it_is_closed_cleanly, .timeout = 4 * TEST_TIMEOUT) {
+    if (!getenv("RILL_PG_CONNINFO") || !*getenv("RILL_PG_CONNINFO"))
+        cr_skip_test("RILL_PG_CONNINFO is not set (make test-pg sets it)");
+    left_open lo = {0};
+    expect_eq(rill_run(leave_cursor_open, &lo), 0);
+    expect_eq(rill_run(check_left_clean, &lo), 0);
+    expect_eq(rill_gen_status(lo.g), 0);
+    rill_gen_free(lo.g);
+    rill_pg_close(lo.c);
 }
 
 PG_TEST(pg_cursor, a_fetch_past_its_deadline_is_cancelled_and_rolled_back) {
@@ -261,6 +306,14 @@ PG_TEST(pg_pages, pages_of_100_over_1050_rows_are_11_the_last_of_50) {
     }
     expect_eq(rill_gen_status(g), 0);
     expect_eq(pages, 3);
+    rill_gen_free(g);
+
+    /* A query that ends with a comment and a semicolon is wrapped whole. */
+    g = rill_pg_pages(c, "SELECT 7 AS x -- seven\n; \n", 0, NULL, 10);
+    expect_eq(rill_gen_next(g, (void **)&res), 1);
+    expect_eq(PQntuples(res), 1);
+    cr_assert_str_eq(PQgetvalue(res, 0, 0), "7");
+    expect_eq(rill_gen_next(g, (void **)&res), 0);
     rill_gen_free(g);
     rill_pg_close(c);
     return 0;
