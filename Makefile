@@ -14,6 +14,7 @@
 #   make bench                micro-benchmarks of every switch backend, side by side
 #                             (and the echo server's round trips against plain epoll)
 #   make bench-io             the SSE demo under wrk, and 10 000 streams held at once
+#   make bench-pg             rill_pg against blocking libpq, on a private PostgreSQL server
 #   make test-pg              the PostgreSQL module's tests against a private server
 #   make install PREFIX=...   headers, libraries, pkg-config file
 #   make SANITIZER=address,undefined   an instrumented build (in build/san)
@@ -95,13 +96,16 @@ TEST_SRC = $(wildcard tests/test_*.c)
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEMO_SRC = $(wildcard demos/*.c)
 # A demo of several files is a directory with a main.c: demos/NAME/ builds
-# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too.
-DEMO_DIRS = $(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c))
+# build/demos/NAME from all its .c files, linked with DEMO_LIBS_NAME too
+# (before librill.a, which a library of rill's needs after it), compiled
+# with DEMO_CFLAGS_NAME, and rebuilt when DEMO_DEPS_NAME change.  The pg
+# demo needs libpq: without it, it is left out.
+DEMO_DIRS = $(filter-out $(if $(PG_CFLAGS),,pg),$(patsubst demos/%/main.c,%,$(wildcard demos/*/main.c)))
 DEMO_BIN = $(DEMO_SRC:demos/%.c=$(BUILD)/demos/%) $(DEMO_DIRS:%=$(BUILD)/demos/%)
 DEMO_LIBS_sse = -lhttp_parser
 # bench/sse_clients.c is a load client of bench/sse-load.sh (make bench-io),
-# not a benchmark of its own.
-BENCH_SRC = $(filter-out bench/sse_clients.c,$(wildcard bench/*.c))
+# not a benchmark of its own; bench/pg.c needs a server (make bench-pg).
+BENCH_SRC = $(filter-out bench/sse_clients.c bench/pg.c,$(wildcard bench/*.c))
 BENCH_BIN = $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 # The optional PostgreSQL module (include/rill/pg.h, runtime/pg/): librill_pg,
@@ -113,6 +117,9 @@ PG_OBJ = $(patsubst runtime/pg/%.c,$(BUILD)/obj/pg/%.o,$(wildcard runtime/pg/*.c
 PG_LIB = $(BUILD)/librill_pg.a $(BUILD)/librill_pg.so
 PG_TEST_BIN = $(patsubst tests/pg/%.c,$(BUILD)/tests/pg/%,$(wildcard tests/pg/test_pg_*.c))
 endif
+DEMO_LIBS_pg = $(BUILD)/librill_pg.a -lpq
+DEMO_CFLAGS_pg = $(PG_CFLAGS)
+DEMO_DEPS_pg = $(BUILD)/librill_pg.a
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
 # The demos (the SSE server parses HTTP with libhttp-parser).
@@ -124,7 +131,7 @@ DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
 .PHONY: all lib test test-pg test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
-        bench bench-bins bench-io install uninstall echo clean deps deps-demo deps-test
+        bench bench-bins bench-io bench-pg install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
 lib: $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
@@ -188,10 +195,11 @@ $(BUILD)/demos/%: demos/%.c demos/demo.h $(BUILD)/librill.a
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) $(BUILD)/librill.a $(LIBS) -lm
 
 define demo_dir_rule
-$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a
+$(BUILD)/demos/$(1): $(wildcard demos/$(1)/*.c demos/$(1)/*.h) demos/demo.h $(BUILD)/librill.a \
+                     $(DEMO_DEPS_$(1))
 	@mkdir -p $$(@D)
-	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $(wildcard demos/$(1)/*.c) -o $$@ \
-	  $$(FINAL_LDFLAGS) $$(BUILD)/librill.a $$(LIBS) $$(DEMO_LIBS_$(1)) -lm
+	$$(call say,CC,demos/$(1)/)$$(CC) $$(FINAL_CFLAGS) $$(DEMO_CFLAGS_$(1)) $(wildcard demos/$(1)/*.c) \
+	  -o $$@ $$(FINAL_LDFLAGS) $$(DEMO_LIBS_$(1)) $$(BUILD)/librill.a $$(LIBS) -lm
 endef
 $(foreach d,$(DEMO_DIRS),$(eval $(call demo_dir_rule,$(d))))
 
@@ -351,6 +359,28 @@ bench: deps
 
 bench-bins: $(BENCH_BIN)
 	@:
+
+# rill_pg against blocking libpq (bench/pg.c): a 10^6-row cursor stream and
+# its memory, and 100 queries through a pool of 10, against a private
+# server started and stopped here (scripts/pg-server.sh).  Not part of
+# make bench: it needs PostgreSQL and takes about half a minute.
+# It runs twice, built with the ucontext and the fast switch: a cursor
+# yields each row through a context switch, and swapcontext's signal mask
+# costs a system call per switch.
+# make bench-pg BENCH_PG_FLAGS=--quick (10^5 rows)
+bench-pg:
+	@$(MAKE) --no-print-directory build/bench-pg/pg
+	@$(MAKE) --no-print-directory SWITCH=fast build/fast/bench-pg/pg
+	@d=$$(mktemp -d /tmp/rill-pg.XXXXXX) && trap 'scripts/pg-server.sh stop "'"$$d"'"' EXIT && \
+	  ci=$$(scripts/pg-server.sh start "$$d") && \
+	  RILL_PG_CONNINFO="$$ci" build/bench-pg/pg $(BENCH_PG_FLAGS) && echo && \
+	  RILL_PG_CONNINFO="$$ci" build/fast/bench-pg/pg $(BENCH_PG_FLAGS)
+
+$(BUILD)/bench-pg/pg: bench/pg.c tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
+	@[ -n "$(PG_CFLAGS)" ] || { echo "rill: bench-pg needs libpq ($(PG_HEADER))"; exit 1; }
+	@mkdir -p $(@D)
+	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(PG_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) \
+	  $(BUILD)/librill_pg.a -lpq $(BUILD)/librill.a $(LIBS) -lm
 
 # The SSE demo under load (bench/sse-load.sh): wrk against /stream, then
 # 1000, 5000 and 10 000 streams held at once by bench/sse_clients.  Not part
