@@ -123,14 +123,15 @@ DEMO_DEPS_pg = $(BUILD)/librill_pg.a
 
 DEPS_BUILD = libev-dev:/usr/include/ev.h gcc:cc make:make pkgconf:pkg-config
 # The demos (the SSE server parses HTTP with libhttp-parser).
-DEPS_DEMO = $(DEPS_BUILD) libhttp-parser-dev:/usr/include/http_parser.h
-DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
-            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3 \
+# (and the PostgreSQL demo libpq and a server to start privately).
+DEPS_DEMO = $(DEPS_BUILD) libhttp-parser-dev:/usr/include/http_parser.h \
             libpq-dev:$(PG_HEADER) postgresql:/usr/lib/postgresql
+DEPS_TEST = $(DEPS_DEMO) libcriterion-dev:/usr/include/criterion/criterion.h \
+            valgrind:valgrind g++:c++ curl:curl chromium:chromium clang:clang python3:python3
 DEPS_BUILD_STAMP = build/.deps-build
 DEPS_TEST_STAMP = build/.deps-test
 
-.PHONY: all lib test test-pg test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
+.PHONY: demo-run all lib test test-pg test-plain test-san test-tsan test-valgrind test-demos test-sse test-fuzz test-package valgrind demo demo-bins \
         bench bench-bins bench-io bench-pg install uninstall echo clean deps deps-demo deps-test
 
 all: deps $(BUILD)/librill.a $(BUILD)/librill.so $(BUILD)/rill.pc $(PG_LIB)
@@ -216,7 +217,7 @@ $(BUILD)/bench/%: bench/%.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/libril
 # printed once both have ended.  What both use (the default build's tests)
 # is built first, so that they never build the same file.
 TEST_LANE_PLAIN = test-plain test-plain-fast test-plain-portable test-package test-demos \
-                  test-sse test-fuzz test-tsan test-switch test-aarch64
+                  test-sse test-fuzz test-tsan test-switch test-aarch64 test-pg
 TEST_LANE_CHECKED = test-san test-san-fast test-valgrind
 test: deps-test
 	@rm -rf build/results && mkdir -p build/results
@@ -341,8 +342,13 @@ $(BUILD)/tests/selfcheck: tests/selfcheck.c
 # ---- demos, benchmarks ----------------------------------------------------------
 # demo-bins has a recipe of its own so that, with nothing to rebuild, make
 # says nothing (no "is up to date" per demo).
+# The demos are listed by a make run after the dependencies are in place
+# (the pg demo exists only with libpq).
 demo: deps-demo
 	@$(MAKE) --no-print-directory demo-bins
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run:
 	@scripts/run-demos.sh - $(DEMO_BIN)
 
 demo-bins: $(DEMO_BIN)
