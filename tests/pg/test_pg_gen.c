@@ -235,6 +235,36 @@ PG_TEST(pg_cursor, a_fetch_past_its_deadline_is_cancelled_and_rolled_back) {
     return 0;
 }
 
+/* The backend serving a cursor is killed between two fetches (what a
+ * server going down looks like to this connection): the stream ends with
+ * -ECONNRESET and the server's message, and nothing leaks (the ASan and
+ * valgrind runs check). */
+PG_TEST(pg_cursor, its_backend_killed_mid_stream_it_ends_with_econnreset) {
+    rill_pg *c = connect_pg();
+    rill_pg *killer = connect_pg();
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", PQbackendPID(rill_pg_conn(c)));
+    rill_gen *g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 100000) i", 0, NULL, 100);
+    cr_assert_not_null(g);
+    rill_pg_row *r = NULL;
+    for (int i = 0; i < 150; i++) expect_eq(rill_gen_next(g, (void **)&r), 1);
+    const char *p[1] = {pid};
+    expect_eq(rill_pg_exec(killer, "SELECT pg_terminate_backend($1::int)", 1, p, NULL), 1);
+    rill_scope s;
+    rill_scope_enter(&s, 20); /* a hang fails the test rather than block it */
+    int rc;
+    long more = 0;
+    while ((rc = rill_gen_next(g, (void **)&r)) == 1) more++;
+    expect_eq(rill_scope_exit(&s), 0);
+    expect_eq(rc, -ECONNRESET);
+    cr_assert(more < 100000, "%ld rows after the kill", more);
+    cr_assert(*rill_pg_error(c), "no message for the lost connection");
+    rill_gen_free(g);
+    rill_pg_close(c);
+    rill_pg_close(killer);
+    return 0;
+}
+
 PG_TEST(pg_cursor, a_server_error_ends_it_with_eio_and_rolls_back) {
     rill_pg *c = connect_pg();
     rill_gen *g = rill_pg_cursor(c, "SELECT 1 / (5000 - i) FROM generate_series(1, 10000) i", 0,
