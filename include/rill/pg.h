@@ -75,9 +75,10 @@ typedef struct rill_pg_notify {
 RILL_API int rill_pg_connect(const char *conninfo, rill_pg **out);
 
 /* Close c and free it (PQfinish; the server sees the session end).  Does
- * not block.  Close a connection only when no fiber is using it (a fiber
- * blocked in a call on c would not be woken: cancel it first), after its
- * generators are closed.  NULL: no effect. */
+ * not block.  A connection in use (a call under way in another fiber, a
+ * cursor or pages generator not yet freed) is not closed: errno EBUSY,
+ * no effect (free the generator, or cancel the fiber, first).  NULL: no
+ * effect. */
 RILL_API void rill_pg_close(rill_pg *c);
 
 /* c's libpq connection, for what this module does not wrap (PQescape*,
@@ -188,7 +189,8 @@ RILL_API int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out);
  * at a later acquire); one left inside a transaction is rolled back first
  * (and closed if that fails), so the next user starts clean.  May block
  * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL: no
- * effect (errno EINVAL). */
+ * effect (errno EINVAL); a connection still in use (a cursor not yet
+ * freed, a call under way): no effect, errno EBUSY, c stays the caller's. */
 RILL_API void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c);
 
 /* Close every idle connection of p and free it.  Every connection must have

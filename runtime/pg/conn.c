@@ -167,6 +167,12 @@ int rill_pg_connect(const char *conninfo, rill_pg **out) {
 
 void rill_pg_close(rill_pg *c) {
     if (!c) return;
+    /* A call under way or an open cursor still uses c: freeing it would
+     * leave them with freed memory.  Refused; closing them first works. */
+    if (c->busy) {
+        errno = EBUSY;
+        return;
+    }
     if (c->conn) PQfinish(c->conn);
     free(c->error);
     free(c);

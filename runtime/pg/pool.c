@@ -62,6 +62,10 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         errno = EINVAL;
         return;
     }
+    if (c->busy) { /* an open cursor or a call under way: still in use */
+        errno = EBUSY;
+        return;
+    }
     if (reset(c)) {
         rill__pg_fail(c, 0, NULL, NULL);
         c->next = p->idle;

@@ -265,6 +265,34 @@ PG_TEST(pg_cursor, its_backend_killed_mid_stream_it_ends_with_econnreset) {
     return 0;
 }
 
+/* Closing, or giving back to its pool, a connection an open cursor uses
+ * would free it under the cursor: both are refused with EBUSY until the
+ * cursor is freed. */
+PG_TEST(pg_cursor, its_connection_cannot_be_closed_or_released_while_it_is_open) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    cr_assert_not_null(p);
+    rill_pg *c = NULL;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_gen *g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 1000) i", 0, NULL, 10);
+    cr_assert_not_null(g);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EBUSY);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EBUSY);
+    expect_eq(rill_gen_next(g, NULL), 1); /* the cursor goes on */
+    rill_gen_free(g);
+    rill_pg_pool_release(p, c);
+    rill_pg *again = NULL;
+    expect_eq(rill_pg_pool_acquire(p, &again), 0);
+    expect_eq(rill_pg_exec(again, "SELECT 1", 0, NULL, NULL), 1);
+    rill_pg_pool_release(p, again);
+    rill_pg_pool_free(p);
+    return 0;
+}
+
 PG_TEST(pg_cursor, a_server_error_ends_it_with_eio_and_rolls_back) {
     rill_pg *c = connect_pg();
     rill_gen *g = rill_pg_cursor(c, "SELECT 1 / (5000 - i) FROM generate_series(1, 10000) i", 0,
