@@ -800,6 +800,19 @@ RILL_API rill_gen *rill_gen_new_opts(rill_gen_fn *body, void *arg, const rill_op
  * whose body is running. */
 RILL_API int rill_yield(rill_gen *g, void *value);
 
+/* Yield, in turn, a pointer to each of the n elements of `size` bytes at
+ * items, as n calls of rill_yield(g, (char *)items + i * size) would
+ * (`for x in batch: yield x`), but the consumer's rill_gen_next takes the
+ * second and later elements without resuming the body: a batch costs one
+ * round trip to the body, not one per element.  items must stay as they
+ * are until this returns.  Returns 0 once the consumer asks for the value
+ * after the last (the body then goes on), or as rill_yield: -EPIPE when
+ * the generator is closed, the error of a rill_gen_throw (the rest of the
+ * batch is dropped in both cases); a rill_gen_send with a value ends the
+ * batch too (0, rill_gen_sent() giving the value).  n == 0 returns 0 at
+ * once.  -EINVAL if items is NULL with n > 0, or as rill_yield. */
+RILL_API int rill_yield_from(rill_gen *g, void *items, size_t n, size_t size);
+
 /* What the last rill_gen_send passed in (NULL after a next or a throw).
  * Read it in the body right after rill_yield returns 0. */
 RILL_API void *rill_gen_sent(const rill_gen *g);

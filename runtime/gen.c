@@ -159,6 +159,22 @@ RILL__INLINE int suspend(rill_gen *g, void *value, int result) {
 
 int rill_yield(rill_gen *g, void *value) { return suspend(g, value, 1); }
 
+/* The first element is yielded as rill_yield would; the consumer's next
+ * calls take the others from g->batch without resuming the body (gen_send),
+ * which runs again for the call after the last, or for a send, throw or
+ * close, which end the batch. */
+int rill_yield_from(rill_gen *g, void *items, size_t n, size_t size) {
+    rill__rt *rt = rill__self;
+    if (!valid(g) || !rt || rt->current != &g->fiber || (n && !items)) return -EINVAL;
+    if (n == 0) return 0;
+    g->batch = (char *)items + size;
+    g->batch_left = n - 1;
+    g->batch_size = size;
+    int rc = suspend(g, items, 1);
+    g->batch_left = 0;
+    return rc;
+}
+
 int rill__gen_yield_error(rill_gen *g, int err) { return suspend(g, NULL, err); }
 
 static void gen_entry(rill__fiber *f) {
@@ -217,6 +233,12 @@ static int deliver(rill_gen *g, int rc, void **value) {
 RILL__INLINE int gen_send(rill_gen *g, void *in, void **value, const char *caller_sp) {
     int rc = can_resume(g);
     if (rc <= 0) return rc;
+    if (!in && g->batch_left) { /* the next element of a rill_yield_from */
+        g->value = g->batch;
+        g->batch += g->batch_size;
+        g->batch_left--;
+        return deliver(g, 1, value);
+    }
     if (in && g->state == RILL__GEN_CREATED) return -EINVAL;
     check_consumer(caller_sp);
     g->sent = in;

@@ -745,6 +745,9 @@ struct rill_gen {
                                   running (unstarted, suspended): uncancellable,
                                   on no list; only its consumer resumes it */
     void *value;               /* last yielded */
+    char *batch;               /* rill_yield_from: the next element, */
+    size_t batch_left;         /* how many are left to hand out, */
+    size_t batch_size;         /* and the size of one */
     void *sent;                /* last sent */
     int resume_with;           /* what the suspended rill_yield returns */
     int result;                /* what the consumer's call returns */

@@ -1615,3 +1615,104 @@ FIBER_TEST(gen, a_suspended_generators_deadline_does_not_slow_the_loop) {
     free(m.scopes);
     return 0;
 }
+
+/* ---- rill_yield_from ------------------------------------------------------ */
+
+typedef struct batches {
+    int data[10];
+    int rounds;    /* times the body ran again after a batch */
+    int ended_by;  /* what the last rill_yield_from returned */
+    bool cleaned;
+} batches;
+
+/* Yields data[0..5) as one batch, then data[5..10) as another. */
+static int two_batches(rill_gen *g, void *arg) {
+    batches *b = arg;
+    for (int k = 0; k < 2; k++) {
+        b->ended_by = rill_yield_from(g, b->data + 5 * k, 5, sizeof b->data[0]);
+        if (b->ended_by < 0) break;
+        b->rounds++;
+    }
+    b->cleaned = true;
+    return b->ended_by == -EPIPE ? 0 : b->ended_by;
+}
+
+static void fill(batches *b) {
+    *b = (batches){.rounds = 0};
+    for (int i = 0; i < 10; i++) b->data[i] = 100 + i;
+}
+
+FIBER_TEST(gen, yield_from_hands_out_a_batch_resuming_the_body_once_per_batch) {
+    batches b;
+    fill(&b);
+    rill_gen *g = rill_gen_new(two_batches, &b);
+    int *v, i = 0;
+    rill_foreach(v, g) {
+        expect_eq(*v, 100 + i);
+        cr_assert_eq(v, &b.data[i]);
+        /* The body ran again only when a batch was used up. */
+        expect_eq(b.rounds, i / 5);
+        i++;
+    }
+    expect_eq(i, 10);
+    expect_eq(b.rounds, 2);
+    expect_eq(b.ended_by, 0);
+    expect_eq(rill_gen_status(g), 0);
+    rill_gen_free(g);
+    return 0;
+}
+
+FIBER_TEST(gen, yield_from_ends_its_batch_on_close_throw_and_send) {
+    batches b;
+    void *v;
+    /* close in the middle of a batch: the body sees -EPIPE and cleans up */
+    fill(&b);
+    rill_gen *g = rill_gen_new(two_batches, &b);
+    expect_eq(rill_gen_next(g, &v), 1);
+    expect_eq(rill_gen_next(g, &v), 1);
+    expect_eq(rill_gen_close(g), 0);
+    expect_eq(b.ended_by, -EPIPE);
+    cr_assert(b.cleaned);
+    rill_gen_free(g);
+    /* throw: the error ends the batch and, returned, the body */
+    fill(&b);
+    g = rill_gen_new(two_batches, &b);
+    expect_eq(rill_gen_next(g, &v), 1);
+    expect_eq(rill_gen_throw(g, -EIO, &v), -EIO);
+    expect_eq(b.ended_by, -EIO);
+    rill_gen_free(g);
+    /* send: the body goes on with the value, at the next batch */
+    fill(&b);
+    g = rill_gen_new(two_batches, &b);
+    expect_eq(rill_gen_next(g, &v), 1);
+    int in = 7;
+    expect_eq(rill_gen_send(g, &in, &v), 1);
+    expect_eq(*(int *)v, 105);
+    cr_assert_eq(rill_gen_sent(g), &in);
+    expect_eq(b.rounds, 1);
+    rill_gen_free(g);
+    return 0;
+}
+
+static int yields_nothing_then_one(rill_gen *g, void *arg) {
+    int *one = arg;
+    int rc = rill_yield_from(g, NULL, 0, sizeof *one);
+    if (rc != 0) return -EPROTO;
+    if (rill_yield_from(g, NULL, 1, sizeof *one) != -EINVAL) return -EPROTO;
+    return rill_yield(g, one) < 0 ? -EPROTO : 0;
+}
+
+FIBER_TEST(gen, yield_from_an_empty_batch_yields_nothing_and_bad_arguments_are_einval) {
+    int one = 1;
+    rill_gen *g = rill_gen_new(yields_nothing_then_one, &one);
+    void *v;
+    expect_eq(rill_gen_next(g, &v), 1);
+    cr_assert_eq(v, &one);
+    expect_eq(rill_gen_next(g, &v), 0);
+    rill_gen_free(g);
+    expect_eq(rill_yield_from(NULL, &one, 1, sizeof one), -EINVAL);
+    rill_gen *other = rill_gen_new(yields_nothing_then_one, &one);
+    expect_eq(rill_yield_from(other, &one, 1, sizeof one), -EINVAL); /* not its body */
+    rill_gen_free(other);
+    return 0;
+}

@@ -22,7 +22,7 @@ typedef struct cursor {
     char **params;    /* copied: the body runs after rill_pg_cursor returns */
     int nparams, prefetch;
     PGresult *res;    /* the fetch whose rows are being yielded */
-    rill_pg_row row;  /* what the consumer borrows */
+    rill_pg_row *rows; /* views of res's rows, yielded as one batch */
 } cursor;
 
 /* Names the cursors: unique in the process, hence on every connection. */
@@ -31,6 +31,7 @@ static atomic_uint cursors;
 static void cursor_free(void *arg) {
     cursor *cu = arg;
     PQclear(cu->res);
+    free(cu->rows);
     free(cu->declare);
     free(cu->params);
     free(cu);
@@ -98,10 +99,9 @@ static int cursor_run(rill_gen *g, cursor *cu) {
             rc = (int)got;
             break;
         }
-        for (int i = 0; i < got && rc == 0; i++) {
-            cu->row = (rill_pg_row){cu->res, i};
-            rc = rill_yield(g, &cu->row);
-        }
+        /* One batch: the consumer takes the rows without a switch each. */
+        for (int i = 0; i < got; i++) cu->rows[i] = (rill_pg_row){cu->res, i};
+        rc = rill_yield_from(g, cu->rows, (size_t)got, sizeof *cu->rows);
         PQclear(cu->res);
         cu->res = NULL;
         if (got < cu->prefetch) break; /* the last fetch */
@@ -139,7 +139,8 @@ rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams, const char *c
     snprintf(cu->close, sizeof cu->close, "CLOSE rill_cur_%u", id);
     cu->declare = malloc((size_t)hn + len + 1);
     cu->params = rill__pg_params_copy(nparams, params, 0);
-    if (!cu->declare || !cu->params) {
+    cu->rows = calloc((size_t)prefetch, sizeof *cu->rows);
+    if (!cu->declare || !cu->params || !cu->rows) {
         cursor_free(cu);
         errno = ENOMEM;
         return NULL;
