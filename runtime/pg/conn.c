@@ -169,7 +169,7 @@ void rill_pg_close(rill_pg *c) {
     if (!c) return;
     /* A call under way or an open cursor still uses c: freeing it would
      * leave them with freed memory.  Refused; closing them first works. */
-    if (c->busy) {
+    if (c->busy || c->gens) {
         errno = EBUSY;
         return;
     }

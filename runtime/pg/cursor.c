@@ -30,6 +30,7 @@ static atomic_uint cursors;
 
 static void cursor_free(void *arg) {
     cursor *cu = arg;
+    cu->c->gens--;
     PQclear(cu->res);
     free(cu->declare);
     free(cu->params);
@@ -133,6 +134,7 @@ rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams, const char *c
     char head[64];
     int hn = snprintf(head, sizeof head, "DECLARE rill_cur_%u NO SCROLL CURSOR FOR ", id);
     cu->c = c;
+    c->gens++; /* until cursor_free: c cannot be closed under it */
     cu->nparams = nparams;
     cu->prefetch = prefetch;
     snprintf(cu->fetch, sizeof cu->fetch, "FETCH %d FROM rill_cur_%u", prefetch, id);

@@ -24,6 +24,7 @@ struct rill_pg {
     char sqlstate[6];  /* the last server error's SQLSTATE, or "" */
     bool busy;         /* a call or an open cursor is using the connection */
     bool broken;       /* lost or given up: every call returns -ECONNRESET */
+    int gens;          /* cursor and pages generators on c not yet freed */
     rill_pg *next;     /* the pool's idle list (pool.c) */
 };
 

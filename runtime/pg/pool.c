@@ -62,7 +62,7 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         errno = EINVAL;
         return;
     }
-    if (c->busy) { /* an open cursor or a call under way: still in use */
+    if (c->busy || c->gens) { /* an open cursor or a call under way: still in use */
         errno = EBUSY;
         return;
     }
