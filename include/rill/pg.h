@@ -188,13 +188,15 @@ RILL_API int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out);
 /* Give c back to p.  A broken connection is closed (its successor connects
  * at a later acquire); one left inside a transaction is rolled back first
  * (and closed if that fails), so the next user starts clean.  May block
- * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL: no
- * effect (errno EINVAL); a connection still in use (a cursor not yet
- * freed, a call under way): no effect, errno EBUSY, c stays the caller's. */
+ * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL, or
+ * a connection released already: no effect (errno EINVAL); a connection
+ * still in use (a cursor or pages generator not yet freed, a call under
+ * way): no effect, errno EBUSY, c stays the caller's. */
 RILL_API void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c);
 
 /* Close every idle connection of p and free it.  Every connection must have
- * been released.  NULL: no effect.  Does not block. */
+ * been released: while one is out (or an acquire is connecting or waiting),
+ * no effect, errno EBUSY.  NULL: no effect.  Does not block. */
 RILL_API void rill_pg_pool_free(rill_pg_pool *p);
 
 /* Column col of the row r views, as text: NULL for SQL NULL (or r NULL);

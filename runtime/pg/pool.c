@@ -11,6 +11,7 @@ struct rill_pg_pool {
     char *conninfo;
     rill_sem free;  /* permits: size minus the connections handed out */
     rill_pg *idle;  /* open connections not handed out, linked by next */
+    int out;        /* permits taken: connections handed out or connecting */
 };
 
 rill_pg_pool *rill_pg_pool_new(const char *conninfo, int size) {
@@ -33,6 +34,7 @@ int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out) {
     if (!p || !out) return -EINVAL;
     int r = rill_sem_acquire(&p->free);
     if (r < 0) return r;
+    p->out++;
     if (p->idle) {
         *out = p->idle;
         p->idle = p->idle->next;
@@ -40,7 +42,10 @@ int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out) {
         return 0;
     }
     r = rill_pg_connect(p->conninfo, out);
-    if (r < 0) rill_sem_release(&p->free); /* nothing taken */
+    if (r < 0) { /* nothing taken */
+        p->out--;
+        rill_sem_release(&p->free);
+    }
     return r;
 }
 
@@ -66,6 +71,13 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         errno = EBUSY;
         return;
     }
+    /* Released already: listing it twice would raise the bound, and free it twice. */
+    bool idle = p->out == 0;
+    for (rill_pg *i = p->idle; i && !idle; i = i->next) idle = i == c;
+    if (idle) {
+        errno = EINVAL;
+        return;
+    }
     if (reset(c)) {
         rill__pg_fail(c, 0, NULL, NULL);
         c->next = p->idle;
@@ -73,11 +85,16 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
     } else {
         rill_pg_close(c); /* its successor connects at a later acquire */
     }
+    p->out--;
     rill_sem_release(&p->free);
 }
 
 void rill_pg_pool_free(rill_pg_pool *p) {
     if (!p) return;
+    if (p->out) { /* their release (or a waiting acquire) would use p */
+        errno = EBUSY;
+        return;
+    }
     while (p->idle) {
         rill_pg *c = p->idle;
         p->idle = c->next;

@@ -274,6 +274,31 @@ FIBER_TEST(pg, cancelled_acquire_takes_nothing) {
     return 0;
 }
 
+/* Giving a connection back twice would list it twice as idle and raise the
+ * pool's bound: the second release is refused (EINVAL).  Freeing a pool
+ * whose connections are still out (or awaited) would leave their release
+ * with freed memory: refused (EBUSY) until they are back. */
+FIBER_TEST(pg, a_second_release_and_freeing_a_pool_in_use_are_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *c, *again;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    errno = 0;
+    rill_pg_pool_free(p);
+    expect_eq(errno, EBUSY);
+    rill_pg_pool_release(p, c);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_scope s;
+    rill_scope_enter(&s, 0.05);
+    expect_eq(rill_pg_pool_acquire(p, &again), -ECANCELED); /* still a pool of one */
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    rill_pg_pool_release(p, c);
+    rill_pg_pool_free(p);
+    return 0;
+}
+
 FIBER_TEST(pg, release_rolls_back_an_open_transaction_and_replaces_a_lost_connection) {
     rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
     rill_pg *c;
