@@ -77,7 +77,8 @@ RILL_API int rill_pg_connect(const char *conninfo, rill_pg **out);
 /* Close c and free it (PQfinish; the server sees the session end).  Does
  * not block.  A connection in use (a call under way in another fiber, a
  * cursor or pages generator not yet freed) is not closed: errno EBUSY,
- * no effect (free the generator, or cancel the fiber, first).  NULL: no
+ * no effect (free the generator, or cancel the fiber, first).  One given
+ * back to its pool is the pool's: errno EINVAL, no effect.  NULL: no
  * effect. */
 RILL_API void rill_pg_close(rill_pg *c);
 

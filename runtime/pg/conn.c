@@ -173,6 +173,10 @@ void rill_pg_close(rill_pg *c) {
         errno = EBUSY;
         return;
     }
+    if (c->idle) { /* released to its pool, which will hand it out again */
+        errno = EINVAL;
+        return;
+    }
     if (c->conn) PQfinish(c->conn);
     free(c->error);
     free(c);

@@ -25,6 +25,7 @@ struct rill_pg {
     bool busy;         /* a call or an open cursor is using the connection */
     bool broken;       /* lost or given up: every call returns -ECONNRESET */
     int gens;          /* cursor and pages generators on c not yet freed */
+    bool idle;         /* on a pool's idle list: the pool's, not the caller's */
     rill_pg *next;     /* the pool's idle list (pool.c) */
 };
 

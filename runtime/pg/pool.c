@@ -39,6 +39,7 @@ int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out) {
         *out = p->idle;
         p->idle = p->idle->next;
         (*out)->next = NULL;
+        (*out)->idle = false;
         return 0;
     }
     r = rill_pg_connect(p->conninfo, out);
@@ -72,15 +73,14 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         return;
     }
     /* Released already: listing it twice would raise the bound, and free it twice. */
-    bool idle = p->out == 0;
-    for (rill_pg *i = p->idle; i && !idle; i = i->next) idle = i == c;
-    if (idle) {
+    if (c->idle || p->out == 0) {
         errno = EINVAL;
         return;
     }
     if (reset(c)) {
         rill__pg_fail(c, 0, NULL, NULL);
         c->next = p->idle;
+        c->idle = true;
         p->idle = c;
     } else {
         rill_pg_close(c); /* its successor connects at a later acquire */
@@ -98,6 +98,7 @@ void rill_pg_pool_free(rill_pg_pool *p) {
     while (p->idle) {
         rill_pg *c = p->idle;
         p->idle = c->next;
+        c->idle = false;
         rill_pg_close(c);
     }
     free(p->conninfo);

@@ -299,6 +299,23 @@ FIBER_TEST(pg, a_second_release_and_freeing_a_pool_in_use_are_refused) {
     return 0;
 }
 
+/* A connection given back to its pool is the pool's: closing it then would
+ * leave the pool handing out freed memory.  Refused (EINVAL). */
+FIBER_TEST(pg, closing_a_released_connection_is_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *c, *again;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_pg_pool_release(p, c);
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_pg_pool_acquire(p, &again), 0);
+    cr_assert_eq(again, c, "the idle connection is handed out again");
+    expect_eq(scalar(again, "SELECT 1", 0, NULL), 1);
+    rill_pg_pool_release(p, again);
+    rill_pg_pool_free(p);
+    return 0;
+}
 FIBER_TEST(pg, release_rolls_back_an_open_transaction_and_replaces_a_lost_connection) {
     rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
     rill_pg *c;
