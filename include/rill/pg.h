@@ -189,8 +189,9 @@ RILL_API int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out);
 /* Give c back to p.  A broken connection is closed (its successor connects
  * at a later acquire); one left inside a transaction is rolled back first
  * (and closed if that fails), so the next user starts clean.  May block
- * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL, or
- * a connection released already: no effect (errno EINVAL); a connection
+ * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL, a
+ * connection released already, or one p did not hand out: no effect
+ * (errno EINVAL); a connection
  * still in use (a cursor or pages generator not yet freed, a call under
  * way): no effect, errno EBUSY, c stays the caller's. */
 RILL_API void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c);

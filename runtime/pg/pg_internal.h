@@ -27,6 +27,7 @@ struct rill_pg {
     int gens;          /* cursor and pages generators on c not yet freed */
     bool idle;         /* on a pool's idle list: the pool's, not the caller's */
     rill_pg *next;     /* the pool's idle list (pool.c) */
+    rill_pg_pool *pool; /* the pool that opened c, or NULL */
 };
 
 /* Record err's message (copied; NULL: "") and SQLSTATE (NULL: "") on c and

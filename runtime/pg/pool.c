@@ -43,6 +43,7 @@ int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out) {
         return 0;
     }
     r = rill_pg_connect(p->conninfo, out);
+    if (r == 0) (*out)->pool = p;
     if (r < 0) { /* nothing taken */
         p->out--;
         rill_sem_release(&p->free);
@@ -72,8 +73,9 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         errno = EBUSY;
         return;
     }
-    /* Released already: listing it twice would raise the bound, and free it twice. */
-    if (c->idle || p->out == 0) {
+    /* Released already, or not p's: listing it would raise the bound (and
+     * free it twice). */
+    if (c->pool != p || c->idle || p->out == 0) {
         errno = EINVAL;
         return;
     }

@@ -299,6 +299,36 @@ FIBER_TEST(pg, a_second_release_and_freeing_a_pool_in_use_are_refused) {
     return 0;
 }
 
+/* A connection the pool did not hand out (one of rill_pg_connect's, or
+ * another pool's) would raise its bound and be handed out as its own:
+ * refused (EINVAL), the caller keeps it. */
+FIBER_TEST(pg, releasing_a_connection_of_another_pool_is_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1), *q = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *mine, *theirs, *plain = connect_ok(), *again;
+    expect_eq(rill_pg_pool_acquire(p, &mine), 0);
+    expect_eq(rill_pg_pool_acquire(q, &theirs), 0);
+    errno = 0;
+    rill_pg_pool_release(p, theirs);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_pg_pool_release(p, plain);
+    expect_eq(errno, EINVAL);
+    rill_pg_pool_release(p, mine);
+    rill_scope s;
+    rill_scope_enter(&s, 0.05);
+    expect_eq(rill_pg_pool_acquire(p, &again), 0);
+    cr_assert_eq(again, mine, "p holds its own connection only");
+    rill_pg *more = NULL;
+    expect_eq(rill_pg_pool_acquire(p, &more), -ECANCELED); /* still a pool of one */
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    rill_pg_pool_release(p, again);
+    rill_pg_pool_release(q, theirs);
+    rill_pg_close(plain);
+    rill_pg_pool_free(p);
+    rill_pg_pool_free(q);
+    return 0;
+}
+
 /* A connection given back to its pool is the pool's: closing it then would
  * leave the pool handing out freed memory.  Refused (EINVAL). */
 FIBER_TEST(pg, closing_a_released_connection_is_refused) {
