@@ -110,8 +110,8 @@ RILL_API const char *rill_pg_sqlstate(const rill_pg *c);
  * If out is not NULL and the call succeeds, *out is the result, owned by
  * the caller (PQclear it); on failure *out is NULL.  Errors: -EIO (server
  * error), -ECONNRESET, -ECANCELED (the statement is cancelled on the
- * server, see above), -EINVAL (c or sql NULL, nparams < 0, params NULL with
- * nparams > 0), -EBUSY if another fiber is using c, -ENOMEM, -EPERM.
+ * server, see above), -EINVAL (c or sql NULL, nparams < 0 or > 65535,
+ * params NULL with nparams > 0), -EBUSY if another fiber is using c, -ENOMEM, -EPERM.
  * Blocks the calling fiber until the server answers. */
 RILL_API long rill_pg_exec(rill_pg *c, const char *sql, int nparams, const char *const *params,
                            PGresult **out);
@@ -147,7 +147,8 @@ RILL_API long rill_pg_exec_many(rill_pg *c, const char *sql, int nparams, int nr
  * server's message).  c is busy while the generator is open: close it (or
  * let it finish) before using c again.  Closing it early (rill_gen_close)
  * closes the cursor and ends the transaction before rill_gen_close
- * returns.  NULL with errno EINVAL (c or sql NULL, nparams < 0) or ENOMEM.
+ * returns.  NULL with errno EINVAL (c or sql NULL, nparams < 0 or > 65535,
+ * params NULL with nparams > 0) or ENOMEM.
  * Blocks, in rill_gen_next, on the server. */
 RILL_API rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams,
                                   const char *const *params, int prefetch);

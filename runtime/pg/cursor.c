@@ -122,7 +122,7 @@ static int cursor_body(rill_gen *g, void *arg) {
 
 rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams, const char *const *params,
                          int prefetch) {
-    if (!c || !sql || nparams < 0 || (nparams > 0 && !params)) {
+    if (!c || !sql || nparams < 0 || nparams > 65535 || (nparams > 0 && !params)) {
         errno = EINVAL;
         return NULL;
     }

@@ -411,3 +411,19 @@ FIBER_TEST(pg, null_arguments_are_einval) {
     rill_pg_close(c);
     return 0;
 }
+
+/* The protocol carries at most 65535 parameters: more is bad input
+ * (-EINVAL, EINVAL) as for pages and exec_many, not a server error. */
+FIBER_TEST(pg, more_than_65535_params_are_einval) {
+    rill_pg *c = connect_ok();
+    const char **params = calloc(65536, sizeof *params);
+    cr_assert_not_null(params);
+    expect_eq(rill_pg_exec(c, "SELECT 1", 65536, params, NULL), -EINVAL);
+    errno = 0;
+    cr_assert_null(rill_pg_cursor(c, "SELECT 1", 65536, params, 10));
+    expect_eq(errno, EINVAL);
+    free(params);
+    expect_eq(scalar(c, "SELECT 1", 0, NULL), 1);
+    rill_pg_close(c);
+    return 0;
+}
