@@ -77,7 +77,8 @@ RILL_API int rill_pg_connect(const char *conninfo, rill_pg **out);
 /* Close c and free it (PQfinish; the server sees the session end).  Does
  * not block.  A connection in use (a call under way in another fiber, a
  * cursor or pages generator not yet freed) is not closed: errno EBUSY,
- * no effect (free the generator, or cancel the fiber, first).  NULL: no
+ * no effect (free the generator, or cancel the fiber, first).  One given
+ * back to its pool is the pool's: errno EINVAL, no effect.  NULL: no
  * effect. */
 RILL_API void rill_pg_close(rill_pg *c);
 
@@ -109,8 +110,8 @@ RILL_API const char *rill_pg_sqlstate(const rill_pg *c);
  * If out is not NULL and the call succeeds, *out is the result, owned by
  * the caller (PQclear it); on failure *out is NULL.  Errors: -EIO (server
  * error), -ECONNRESET, -ECANCELED (the statement is cancelled on the
- * server, see above), -EINVAL (c or sql NULL, nparams < 0, params NULL with
- * nparams > 0), -EBUSY if another fiber is using c, -ENOMEM, -EPERM.
+ * server, see above), -EINVAL (c or sql NULL, nparams < 0 or > 65535,
+ * params NULL with nparams > 0), -EBUSY if another fiber is using c, -ENOMEM, -EPERM.
  * Blocks the calling fiber until the server answers. */
 RILL_API long rill_pg_exec(rill_pg *c, const char *sql, int nparams, const char *const *params,
                            PGresult **out);
@@ -146,7 +147,8 @@ RILL_API long rill_pg_exec_many(rill_pg *c, const char *sql, int nparams, int nr
  * server's message).  c is busy while the generator is open: close it (or
  * let it finish) before using c again.  Closing it early (rill_gen_close)
  * closes the cursor and ends the transaction before rill_gen_close
- * returns.  NULL with errno EINVAL (c or sql NULL, nparams < 0) or ENOMEM.
+ * returns.  NULL with errno EINVAL (c or sql NULL, nparams < 0 or > 65535,
+ * params NULL with nparams > 0) or ENOMEM.
  * Blocks, in rill_gen_next, on the server. */
 RILL_API rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams,
                                   const char *const *params, int prefetch);
@@ -188,13 +190,16 @@ RILL_API int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out);
 /* Give c back to p.  A broken connection is closed (its successor connects
  * at a later acquire); one left inside a transaction is rolled back first
  * (and closed if that fails), so the next user starts clean.  May block
- * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL: no
- * effect (errno EINVAL); a connection still in use (a cursor not yet
- * freed, a call under way): no effect, errno EBUSY, c stays the caller's. */
+ * the calling fiber for that ROLLBACK (shielded, 5 s at most).  NULL, a
+ * connection released already, or one p did not hand out: no effect
+ * (errno EINVAL); a connection
+ * still in use (a cursor or pages generator not yet freed, a call under
+ * way): no effect, errno EBUSY, c stays the caller's. */
 RILL_API void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c);
 
 /* Close every idle connection of p and free it.  Every connection must have
- * been released.  NULL: no effect.  Does not block. */
+ * been released: while one is out (or an acquire is connecting or waiting),
+ * no effect, errno EBUSY.  NULL: no effect.  Does not block. */
 RILL_API void rill_pg_pool_free(rill_pg_pool *p);
 
 /* Column col of the row r views, as text: NULL for SQL NULL (or r NULL);

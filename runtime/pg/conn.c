@@ -169,8 +169,12 @@ void rill_pg_close(rill_pg *c) {
     if (!c) return;
     /* A call under way or an open cursor still uses c: freeing it would
      * leave them with freed memory.  Refused; closing them first works. */
-    if (c->busy) {
+    if (c->busy || c->gens) {
         errno = EBUSY;
+        return;
+    }
+    if (c->idle) { /* released to its pool, which will hand it out again */
+        errno = EINVAL;
         return;
     }
     if (c->conn) PQfinish(c->conn);

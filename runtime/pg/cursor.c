@@ -30,6 +30,7 @@ static atomic_uint cursors;
 
 static void cursor_free(void *arg) {
     cursor *cu = arg;
+    cu->c->gens--;
     PQclear(cu->res);
     free(cu->rows);
     free(cu->declare);
@@ -121,7 +122,7 @@ static int cursor_body(rill_gen *g, void *arg) {
 
 rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams, const char *const *params,
                          int prefetch) {
-    if (!c || !sql || nparams < 0 || (nparams > 0 && !params)) {
+    if (!c || !sql || nparams < 0 || nparams > 65535 || (nparams > 0 && !params)) {
         errno = EINVAL;
         return NULL;
     }
@@ -133,6 +134,7 @@ rill_gen *rill_pg_cursor(rill_pg *c, const char *sql, int nparams, const char *c
     char head[64];
     int hn = snprintf(head, sizeof head, "DECLARE rill_cur_%u NO SCROLL CURSOR FOR ", id);
     cu->c = c;
+    c->gens++; /* until cursor_free: c cannot be closed under it */
     cu->nparams = nparams;
     cu->prefetch = prefetch;
     snprintf(cu->fetch, sizeof cu->fetch, "FETCH %d FROM rill_cur_%u", prefetch, id);

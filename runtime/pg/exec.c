@@ -186,7 +186,7 @@ long rill__pg_query(rill_pg *c, const char *sql, int nparams, const char *const 
 long rill_pg_exec(rill_pg *c, const char *sql, int nparams, const char *const *params,
                            PGresult **out) {
     if (out) *out = NULL;
-    if (c && (!sql || nparams < 0 || (nparams > 0 && !params)))
+    if (c && (!sql || nparams < 0 || nparams > 65535 || (nparams > 0 && !params)))
         return rill__pg_fail(c, -EINVAL, "invalid argument", NULL);
     int r = rill__pg_check(c);
     if (r < 0) return r;

@@ -22,6 +22,7 @@ typedef struct pages {
 
 static void pages_free(void *arg) {
     pages *p = arg;
+    p->c->gens--;
     PQclear(p->res);
     free(p->sql);
     free(p->params);
@@ -60,6 +61,7 @@ rill_gen *rill_pg_pages(rill_pg *c, const char *sql, int nparams, const char *co
     pages *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->c = c;
+    c->gens++; /* until pages_free: c cannot be closed under it */
     p->nparams = nparams;
     p->page_size = page_size;
     size_t len = rill__pg_sql_len(sql), room = len + 96;

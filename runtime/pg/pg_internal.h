@@ -24,7 +24,10 @@ struct rill_pg {
     char sqlstate[6];  /* the last server error's SQLSTATE, or "" */
     bool busy;         /* a call or an open cursor is using the connection */
     bool broken;       /* lost or given up: every call returns -ECONNRESET */
+    int gens;          /* cursor and pages generators on c not yet freed */
+    bool idle;         /* on a pool's idle list: the pool's, not the caller's */
     rill_pg *next;     /* the pool's idle list (pool.c) */
+    rill_pg_pool *pool; /* the pool that opened c, or NULL */
 };
 
 /* Record err's message (copied; NULL: "") and SQLSTATE (NULL: "") on c and

@@ -11,6 +11,7 @@ struct rill_pg_pool {
     char *conninfo;
     rill_sem free;  /* permits: size minus the connections handed out */
     rill_pg *idle;  /* open connections not handed out, linked by next */
+    int out;        /* permits taken: connections handed out or connecting */
 };
 
 rill_pg_pool *rill_pg_pool_new(const char *conninfo, int size) {
@@ -33,14 +34,20 @@ int rill_pg_pool_acquire(rill_pg_pool *p, rill_pg **out) {
     if (!p || !out) return -EINVAL;
     int r = rill_sem_acquire(&p->free);
     if (r < 0) return r;
+    p->out++;
     if (p->idle) {
         *out = p->idle;
         p->idle = p->idle->next;
         (*out)->next = NULL;
+        (*out)->idle = false;
         return 0;
     }
     r = rill_pg_connect(p->conninfo, out);
-    if (r < 0) rill_sem_release(&p->free); /* nothing taken */
+    if (r == 0) (*out)->pool = p;
+    if (r < 0) { /* nothing taken */
+        p->out--;
+        rill_sem_release(&p->free);
+    }
     return r;
 }
 
@@ -62,25 +69,38 @@ void rill_pg_pool_release(rill_pg_pool *p, rill_pg *c) {
         errno = EINVAL;
         return;
     }
-    if (c->busy) { /* an open cursor or a call under way: still in use */
+    if (c->busy || c->gens) { /* an open cursor or a call under way: still in use */
         errno = EBUSY;
+        return;
+    }
+    /* Released already, or not p's: listing it would raise the bound (and
+     * free it twice). */
+    if (c->pool != p || c->idle || p->out == 0) {
+        errno = EINVAL;
         return;
     }
     if (reset(c)) {
         rill__pg_fail(c, 0, NULL, NULL);
         c->next = p->idle;
+        c->idle = true;
         p->idle = c;
     } else {
         rill_pg_close(c); /* its successor connects at a later acquire */
     }
+    p->out--;
     rill_sem_release(&p->free);
 }
 
 void rill_pg_pool_free(rill_pg_pool *p) {
     if (!p) return;
+    if (p->out) { /* their release (or a waiting acquire) would use p */
+        errno = EBUSY;
+        return;
+    }
     while (p->idle) {
         rill_pg *c = p->idle;
         p->idle = c->next;
+        c->idle = false;
         rill_pg_close(c);
     }
     free(p->conninfo);

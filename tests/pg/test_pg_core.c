@@ -274,6 +274,78 @@ FIBER_TEST(pg, cancelled_acquire_takes_nothing) {
     return 0;
 }
 
+/* Giving a connection back twice would list it twice as idle and raise the
+ * pool's bound: the second release is refused (EINVAL).  Freeing a pool
+ * whose connections are still out (or awaited) would leave their release
+ * with freed memory: refused (EBUSY) until they are back. */
+FIBER_TEST(pg, a_second_release_and_freeing_a_pool_in_use_are_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *c, *again;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    errno = 0;
+    rill_pg_pool_free(p);
+    expect_eq(errno, EBUSY);
+    rill_pg_pool_release(p, c);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_scope s;
+    rill_scope_enter(&s, 0.05);
+    expect_eq(rill_pg_pool_acquire(p, &again), -ECANCELED); /* still a pool of one */
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    rill_pg_pool_release(p, c);
+    rill_pg_pool_free(p);
+    return 0;
+}
+
+/* A connection the pool did not hand out (one of rill_pg_connect's, or
+ * another pool's) would raise its bound and be handed out as its own:
+ * refused (EINVAL), the caller keeps it. */
+FIBER_TEST(pg, releasing_a_connection_of_another_pool_is_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1), *q = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *mine, *theirs, *plain = connect_ok(), *again;
+    expect_eq(rill_pg_pool_acquire(p, &mine), 0);
+    expect_eq(rill_pg_pool_acquire(q, &theirs), 0);
+    errno = 0;
+    rill_pg_pool_release(p, theirs);
+    expect_eq(errno, EINVAL);
+    errno = 0;
+    rill_pg_pool_release(p, plain);
+    expect_eq(errno, EINVAL);
+    rill_pg_pool_release(p, mine);
+    rill_scope s;
+    rill_scope_enter(&s, 0.05);
+    expect_eq(rill_pg_pool_acquire(p, &again), 0);
+    cr_assert_eq(again, mine, "p holds its own connection only");
+    rill_pg *more = NULL;
+    expect_eq(rill_pg_pool_acquire(p, &more), -ECANCELED); /* still a pool of one */
+    expect_eq(rill_scope_exit(&s), -ETIMEDOUT);
+    rill_pg_pool_release(p, again);
+    rill_pg_pool_release(q, theirs);
+    rill_pg_close(plain);
+    rill_pg_pool_free(p);
+    rill_pg_pool_free(q);
+    return 0;
+}
+
+/* A connection given back to its pool is the pool's: closing it then would
+ * leave the pool handing out freed memory.  Refused (EINVAL). */
+FIBER_TEST(pg, closing_a_released_connection_is_refused) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    rill_pg *c, *again;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_pg_pool_release(p, c);
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EINVAL);
+    expect_eq(rill_pg_pool_acquire(p, &again), 0);
+    cr_assert_eq(again, c, "the idle connection is handed out again");
+    expect_eq(scalar(again, "SELECT 1", 0, NULL), 1);
+    rill_pg_pool_release(p, again);
+    rill_pg_pool_free(p);
+    return 0;
+}
 FIBER_TEST(pg, release_rolls_back_an_open_transaction_and_replaces_a_lost_connection) {
     rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
     rill_pg *c;
@@ -335,6 +407,22 @@ FIBER_TEST(pg, null_arguments_are_einval) {
     rill_pg_pool_free(NULL);
     rill_pg_close(NULL);
     expect_eq(rill_pg_get(NULL, 0) == NULL, 1);
+    expect_eq(scalar(c, "SELECT 1", 0, NULL), 1);
+    rill_pg_close(c);
+    return 0;
+}
+
+/* The protocol carries at most 65535 parameters: more is bad input
+ * (-EINVAL, EINVAL) as for pages and exec_many, not a server error. */
+FIBER_TEST(pg, more_than_65535_params_are_einval) {
+    rill_pg *c = connect_ok();
+    const char **params = calloc(65536, sizeof *params);
+    cr_assert_not_null(params);
+    expect_eq(rill_pg_exec(c, "SELECT 1", 65536, params, NULL), -EINVAL);
+    errno = 0;
+    cr_assert_null(rill_pg_cursor(c, "SELECT 1", 65536, params, 10));
+    expect_eq(errno, EINVAL);
+    free(params);
     expect_eq(scalar(c, "SELECT 1", 0, NULL), 1);
     rill_pg_close(c);
     return 0;

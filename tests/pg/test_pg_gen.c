@@ -293,6 +293,43 @@ PG_TEST(pg_cursor, its_connection_cannot_be_closed_or_released_while_it_is_open)
     return 0;
 }
 
+/* A cursor not yet started, and a pages generator between its pages, use
+ * their connection too: closing it, or giving it back to its pool, is
+ * refused with EBUSY until they are freed (else their next call would
+ * use freed memory). */
+PG_TEST(pg_pages, its_connection_cannot_be_closed_or_released_while_it_is_open) {
+    rill_pg_pool *p = rill_pg_pool_new(conninfo(), 1);
+    cr_assert_not_null(p);
+    rill_pg *c = NULL;
+    expect_eq(rill_pg_pool_acquire(p, &c), 0);
+    rill_gen *g = rill_pg_pages(c, "SELECT i FROM generate_series(1, 100) i ORDER BY i", 0, NULL, 10);
+    cr_assert_not_null(g);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EBUSY);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EBUSY);
+    expect_eq(rill_pg_exec(c, "SELECT 1", 0, NULL, NULL), 1); /* between pages: usable */
+    expect_eq(rill_gen_next(g, NULL), 1);                     /* the pages go on */
+    rill_gen_free(g);
+    /* A cursor that has not fetched yet. */
+    g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 100) i", 0, NULL, 10);
+    cr_assert_not_null(g);
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EBUSY);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EBUSY);
+    expect_eq(rill_gen_next(g, NULL), 1);
+    rill_gen_free(g);
+    rill_pg_pool_release(p, c);
+    rill_pg_pool_free(p);
+    return 0;
+}
+
 PG_TEST(pg_cursor, a_server_error_ends_it_with_eio_and_rolls_back) {
     rill_pg *c = connect_pg();
     rill_gen *g = rill_pg_cursor(c, "SELECT 1 / (5000 - i) FROM generate_series(1, 10000) i", 0,
