@@ -88,14 +88,18 @@ static inline int run_child(rill_fn *fn, void *arg, const char *guard_env, char 
 #define FIBER_TEST(suite, name, ...)                                           \
     static int suite##_##name##_body(void *arg);                               \
     Test(suite, name, .timeout = TEST_TIMEOUT, ##__VA_ARGS__) {                \
-        rill_run(rill_test_noop, NULL); /* ASan opens its log at 1st switch */ \
-        int fds = count_open_fds();                                            \
-        int rc = rill_run(suite##_##name##_body, NULL);                        \
-        cr_assert_eq(rc, 0, "rill_run returned %d (%s)", rc, rill_strerror(rc)); \
-        cr_assert_eq(count_open_fds(), fds, "fds before %d, after %d", fds,    \
-                     count_open_fds());                                        \
+        run_fiber_test(suite##_##name##_body);                                 \
     }                                                                          \
     static int suite##_##name##_body(void *arg)
+
+/* What a FIBER_TEST does: body as rill_run's main, then the checks. */
+static inline void run_fiber_test(rill_fn *body) {
+    rill_run(rill_test_noop, NULL); /* ASan opens its log at the 1st switch */
+    int fds = count_open_fds();
+    int rc = rill_run(body, NULL);
+    cr_assert_eq(rc, 0, "rill_run returned %d (%s)", rc, rill_strerror(rc));
+    cr_assert_eq(count_open_fds(), fds, "fds before %d, after %d", fds, count_open_fds());
+}
 
 /* Assert an int equals an expected value, printing both with their names. */
 #define expect_eq(got, want)                                                   \

@@ -14,12 +14,7 @@
     Test(suite, name, .timeout = 4 * TEST_TIMEOUT, ##__VA_ARGS__) {            \
         if (!getenv("RILL_PG_CONNINFO") || !*getenv("RILL_PG_CONNINFO"))       \
             cr_skip_test("RILL_PG_CONNINFO is not set (make test-pg sets it)"); \
-        rill_run(rill_test_noop, NULL);                                        \
-        int fds = count_open_fds();                                            \
-        int rc = rill_run(suite##_##name##_body, NULL);                        \
-        cr_assert_eq(rc, 0, "rill_run returned %d (%s)", rc, rill_strerror(rc)); \
-        cr_assert_eq(count_open_fds(), fds, "fds before %d, after %d", fds,    \
-                     count_open_fds());                                        \
+        run_fiber_test(suite##_##name##_body);                                 \
     }                                                                          \
     static int suite##_##name##_body(void *arg)
 
@@ -265,6 +260,16 @@ PG_TEST(pg_cursor, its_backend_killed_mid_stream_it_ends_with_econnreset) {
     return 0;
 }
 
+/* c, of pool p, is in use: closing it and giving it back are refused. */
+static void expect_in_use(rill_pg_pool *p, rill_pg *c) {
+    errno = 0;
+    rill_pg_close(c);
+    expect_eq(errno, EBUSY);
+    errno = 0;
+    rill_pg_pool_release(p, c);
+    expect_eq(errno, EBUSY);
+}
+
 /* Closing, or giving back to its pool, a connection an open cursor uses
  * would free it under the cursor: both are refused with EBUSY until the
  * cursor is freed. */
@@ -276,12 +281,7 @@ PG_TEST(pg_cursor, its_connection_cannot_be_closed_or_released_while_it_is_open)
     rill_gen *g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 1000) i", 0, NULL, 10);
     cr_assert_not_null(g);
     expect_eq(rill_gen_next(g, NULL), 1);
-    errno = 0;
-    rill_pg_close(c);
-    expect_eq(errno, EBUSY);
-    errno = 0;
-    rill_pg_pool_release(p, c);
-    expect_eq(errno, EBUSY);
+    expect_in_use(p, c);
     expect_eq(rill_gen_next(g, NULL), 1); /* the cursor goes on */
     rill_gen_free(g);
     rill_pg_pool_release(p, c);
@@ -305,24 +305,14 @@ PG_TEST(pg_pages, its_connection_cannot_be_closed_or_released_while_it_is_open) 
     rill_gen *g = rill_pg_pages(c, "SELECT i FROM generate_series(1, 100) i ORDER BY i", 0, NULL, 10);
     cr_assert_not_null(g);
     expect_eq(rill_gen_next(g, NULL), 1);
-    errno = 0;
-    rill_pg_close(c);
-    expect_eq(errno, EBUSY);
-    errno = 0;
-    rill_pg_pool_release(p, c);
-    expect_eq(errno, EBUSY);
+    expect_in_use(p, c);
     expect_eq(rill_pg_exec(c, "SELECT 1", 0, NULL, NULL), 1); /* between pages: usable */
     expect_eq(rill_gen_next(g, NULL), 1);                     /* the pages go on */
     rill_gen_free(g);
     /* A cursor that has not fetched yet. */
     g = rill_pg_cursor(c, "SELECT i FROM generate_series(1, 100) i", 0, NULL, 10);
     cr_assert_not_null(g);
-    errno = 0;
-    rill_pg_close(c);
-    expect_eq(errno, EBUSY);
-    errno = 0;
-    rill_pg_pool_release(p, c);
-    expect_eq(errno, EBUSY);
+    expect_in_use(p, c);
     expect_eq(rill_gen_next(g, NULL), 1);
     rill_gen_free(g);
     rill_pg_pool_release(p, c);
