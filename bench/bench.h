@@ -34,6 +34,7 @@
 #include <ucontext.h>
 
 #include "rill.h"
+#include "median.h"
 
 #define STACK_BYTES (64u * 1024u)
 
@@ -103,11 +104,6 @@ typedef struct bench {
     uint64_t n;
 } bench;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static uint64_t round_to(uint64_t n, uint64_t unit) {
     n = n / unit * unit;
     return n ? n : unit;
@@ -124,16 +120,11 @@ static void calibrate(bench *b, bool quick) {
     b->n = round_to(target, b->unit);
 }
 
-static double median(double v[REPS]) {
-    qsort(v, REPS, sizeof v[0], cmp_double);
-    return v[REPS / 2];
-}
-
 /* The median of the per-round ratios r[k] / base[k]. */
 static double ratio_to(const double r[REPS], const double base[REPS]) {
     double q[REPS];
     for (int k = 0; k < REPS; k++) q[k] = r[k] / base[k];
-    return median(q);
+    return median(q, REPS);
 }
 
 /* r: this row's ns/op per round; base, ref: the baselines', same rounds
@@ -142,7 +133,7 @@ static void summarise(bench *b, const double r[REPS], const double base[REPS],
                       const double *ref) {
     double v[REPS];
     memcpy(v, r, sizeof v);
-    b->med = median(v);
+    b->med = median(v, REPS);
     b->lo = v[0];
     b->hi = v[REPS - 1];
     b->ratio = ratio_to(r, base);

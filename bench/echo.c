@@ -45,6 +45,7 @@
 #include <unistd.h>
 
 #include "rill.h"
+#include "median.h"
 
 #define BUF (16 * 1024)   /* each server's read buffer */
 
@@ -327,16 +328,6 @@ static double slice(client *cl, int kind) {
 
 /* ---- main ---------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The median of v[0..n), which it sorts. */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void usage(const char *prog) {
     fprintf(stderr,

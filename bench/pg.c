@@ -26,6 +26,7 @@
 #include "rill.h"
 #include "rill/pg.h"
 #include "../tests/procfs.h"
+#include "median.h"
 
 static const char *conninfo;
 static long nrows = 1000000;
@@ -44,15 +45,6 @@ static void fail(const char *what, const char *why) {
     exit(1);
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static char stream_sql[128];
 
