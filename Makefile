@@ -382,7 +382,7 @@ bench-pg:
 	  RILL_PG_CONNINFO="$$ci" build/bench-pg/pg $(BENCH_PG_FLAGS) && echo && \
 	  RILL_PG_CONNINFO="$$ci" build/fast/bench-pg/pg $(BENCH_PG_FLAGS)
 
-$(BUILD)/bench-pg/pg: bench/pg.c tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
+$(BUILD)/bench-pg/pg: bench/pg.c $(wildcard bench/*.h) tests/procfs.h $(BUILD)/librill_pg.a $(BUILD)/librill.a
 	@[ -n "$(PG_CFLAGS)" ] || { echo "rill: bench-pg needs libpq ($(PG_HEADER))"; exit 1; }
 	@mkdir -p $(@D)
 	$(call say,CC,$<)$(CC) $(FINAL_CFLAGS) $(PG_CFLAGS) $< -o $@ $(FINAL_LDFLAGS) \
